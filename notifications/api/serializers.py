@@ -1,0 +1,114 @@
+"""Input validation and output shapes for the producer API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rest_framework import serializers
+
+from notifications import validation
+from notifications.domain import Attempt, Message
+from notifications.services import Submission
+
+
+def _rule(check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except validation.RuleViolation as violation:
+        raise serializers.ValidationError(str(violation), code=violation.code) from None
+
+
+class MessageSubmitSerializer(serializers.Serializer):
+    target_url = serializers.CharField(trim_whitespace=False)
+    method = serializers.CharField(default="POST")
+    headers = serializers.JSONField(default=dict)
+    body = serializers.JSONField(required=False, allow_null=True, default=None)
+    metadata = serializers.JSONField(default=dict)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["The request body must be a JSON object."]}
+            )
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {
+                    name: [serializers.ErrorDetail("Unknown field.", code="unknown_field")]
+                    for name in unknown
+                }
+            )
+        return super().to_internal_value(data)
+
+    def validate_target_url(self, value: str) -> str:
+        return _rule(validation.check_target_url, value)
+
+    def validate_method(self, value: str) -> str:
+        if value not in validation.ALLOWED_METHODS:
+            allowed = ", ".join(validation.ALLOWED_METHODS)
+            raise serializers.ValidationError(f"Must be one of {allowed}.", code="invalid_choice")
+        return value
+
+    def validate_headers(self, value: Any) -> dict[str, str]:
+        return _rule(validation.check_headers, value)
+
+    def validate_metadata(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+    def to_submission(self, idempotency_key: str | None) -> Submission:
+        data = self.validated_data
+        body = data.get("body")
+        if body is None or isinstance(body, str):
+            wire_body, body_is_json = body, False
+        else:
+            wire_body, body_is_json = json.dumps(body, separators=(",", ":")), True
+        return Submission(
+            target_url=data["target_url"],
+            method=data["method"],
+            headers=data["headers"],
+            body=wire_body,
+            body_is_json=body_is_json,
+            metadata=data["metadata"],
+            idempotency_key=idempotency_key,
+        )
+
+
+def message_representation(message: Message, *, with_history: bool = False) -> dict[str, Any]:
+    request = message.request
+    data: dict[str, Any] = {
+        "id": message.id,
+        "status": message.status.value,
+        "target": {
+            "method": request.method,
+            "url": request.url,
+            "host": request.host,
+            "headers": validation.mask_headers(request.headers),
+        },
+        "metadata": message.metadata,
+        "idempotency_key": message.idempotency_key,
+        "created_at": message.created_at,
+        "updated_at": message.updated_at,
+        "attempt_count": message.attempt_count,
+        "last_error": message.last_error,
+        "next_attempt_at": message.next_attempt_at,
+    }
+    if with_history:
+        data["history"] = [entry.as_dict() for entry in message.history]
+    return data
+
+
+def attempt_representation(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "started_at": attempt.started_at,
+        "duration_ms": attempt.duration_ms,
+        "outcome": attempt.outcome,
+        "status_code": attempt.status_code,
+        "error": attempt.error,
+        "response_headers": attempt.response_headers,
+        "response_snippet": attempt.response_snippet,
+        "worker": attempt.worker,
+    }

@@ -1,0 +1,158 @@
+"""Herald's domain: message statuses, the transition table, and the Message and Attempt records.
+
+Pure Python, no I/O. This module is the one place that knows which status changes are allowed; the
+store applies a change only as a conditional write that names the expected current status, and it asks
+`check_transition` first.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class Status(enum.StrEnum):
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+# (from, to) -> what the change means. Anything not listed is refused.
+TRANSITIONS: dict[tuple[Status, Status], str] = {
+    (Status.PENDING, Status.QUEUED): "sent to the work queue",
+    (Status.PENDING, Status.PROCESSING): "claimed by a worker before it was marked queued",
+    (Status.QUEUED, Status.PROCESSING): "claimed by a worker",
+    (Status.PROCESSING, Status.PROCESSING): "expired lease re-claimed by a worker",
+    (Status.PROCESSING, Status.QUEUED): "retry scheduled, or expired lease returned to the queue",
+    (Status.PROCESSING, Status.COMPLETED): "delivered",
+    (Status.PROCESSING, Status.FAILED): "permanent failure or retry budget spent",
+    (Status.FAILED, Status.QUEUED): "requeued by an operator",
+}
+
+TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED})
+
+
+class IllegalTransition(ValueError):
+    """A status change that the transition table does not allow (a programming error)."""
+
+    def __init__(self, current: Status, target: Status) -> None:
+        super().__init__(f"transition {current} -> {target} is not allowed")
+        self.current = current
+        self.target = target
+
+
+def check_transition(current: Status, target: Status) -> None:
+    if (current, target) not in TRANSITIONS:
+        raise IllegalTransition(current, target)
+
+
+def is_allowed(current: Status, target: Status) -> bool:
+    return (current, target) in TRANSITIONS
+
+
+class TransitionConflict(Exception):
+    """A guarded write found the message in another state than expected.
+
+    `current` is the message as it is now (None when it does not exist), taken from the failed
+    conditional write itself (ReturnValuesOnConditionCheckFailure=ALL_OLD), so callers can decide
+    without another read.
+    """
+
+    def __init__(self, message_id: str, expected: Status, current: Message | None) -> None:
+        state = current.status if current else "missing"
+        super().__init__(f"message {message_id}: expected {expected}, found {state}")
+        self.message_id = message_id
+        self.expected = expected
+        self.current = current
+
+
+def format_timestamp(moment: datetime) -> str:
+    """UTC, microsecond precision, fixed width: sorts lexicographically in time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    from_status: Status | None
+    to_status: Status
+    at: str
+    actor: str
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.from_status.value if self.from_status else None,
+            "to": self.to_status.value,
+            "at": self.at,
+            "actor": self.actor,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HistoryEntry:
+        source = data.get("from")
+        return cls(
+            from_status=Status(source) if source else None,
+            to_status=Status(data["to"]),
+            at=data["at"],
+            actor=data.get("actor", ""),
+            reason=data.get("reason", ""),
+        )
+
+
+@dataclass(frozen=True)
+class DeliveryRequest:
+    """The outbound HTTP call exactly as the producer submitted it."""
+
+    url: str
+    method: str
+    headers: dict[str, str]
+    body: str | None
+    body_is_json: bool
+
+    @property
+    def host(self) -> str:
+        return (urlsplit(self.url).hostname or "").lower()
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    producer_id: str
+    status: Status
+    request: DeliveryRequest
+    created_at: str
+    updated_at: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    fingerprint: str = ""
+    attempt_count: int = 0
+    budget_attempts: int = 0
+    budget_started_at: str = ""
+    last_error: str | None = None
+    next_attempt_at: str | None = None
+    lease_token: str | None = None
+    lease_expires_at: str | None = None
+    history: tuple[HistoryEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    number: int
+    started_at: str
+    duration_ms: int
+    outcome: str
+    worker: str
+    status_code: int | None = None
+    error: str | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_snippet: str = ""

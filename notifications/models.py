@@ -1,0 +1,67 @@
+"""Django-side records. Messages live in DynamoDB; only producers (the systems allowed to submit)
+live in Django's database, so operators manage them in the admin."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from django.db import models
+
+API_KEY_PREFIX = "hrld"
+
+
+def hash_api_key(key: str) -> str:
+    # API keys carry 256 bits of randomness, so a fast hash is enough: there is nothing to
+    # brute-force, and a slow KDF would add latency to every API call.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_api_key() -> tuple[str, str]:
+    """A new key and its public lookup id: `hrld_<lookup id>_<secret>`."""
+    lookup_id = secrets.token_hex(6)
+    return f"{API_KEY_PREFIX}_{lookup_id}_{secrets.token_urlsafe(32)}", lookup_id
+
+
+def parse_api_key(key: str) -> str | None:
+    """The lookup id of a well-formed key, or None."""
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX or len(parts[1]) != 12 or not parts[2]:
+        return None
+    return parts[1]
+
+
+class Producer(models.Model):
+    """A business system that submits notifications with an API key."""
+
+    name = models.CharField(max_length=100, unique=True)
+    is_active = models.BooleanField(default=True)
+    key_id = models.CharField(max_length=12, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_authenticated(self) -> bool:
+        # DRF's IsAuthenticated reads this from request.user, which is the producer for API calls.
+        return True
+
+    @property
+    def public_id(self) -> str:
+        """The id stored on messages: stable across key rotation and renames."""
+        return f"prd_{self.pk}"
+
+    def set_new_api_key(self) -> str:
+        """Replace the key; return the plain key (shown once, never stored)."""
+        key, self.key_id = generate_api_key()
+        self.key_hash = hash_api_key(key)
+        return key
+
+    def check_api_key(self, key: str) -> bool:
+        return hmac.compare_digest(self.key_hash, hash_api_key(key))

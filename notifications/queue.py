@@ -1,0 +1,157 @@
+"""SQS access: the only module that talks to the work queue and its dead-letter queue.
+
+A queue message carries the message id and nothing else (no payload, nothing secret); the payload
+stays in DynamoDB, the source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+
+from notifications import aws
+
+# SQS refuses DelaySeconds above 15 minutes; longer backoffs are chained by the worker.
+MAX_DELAY_SECONDS = 900
+BODY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class QueuedWork:
+    """One received SQS message. `message_id` is None when the body could not be decoded."""
+
+    message_id: str | None
+    receipt_handle: str
+    receive_count: int
+    raw_body: str
+
+
+def encode_body(message_id: str) -> str:
+    return json.dumps({"v": BODY_VERSION, "message_id": message_id}, separators=(",", ":"))
+
+
+def decode_body(body: str) -> str | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    message_id = data.get("message_id")
+    return message_id if isinstance(message_id, str) and message_id else None
+
+
+class WorkQueue:
+    """The delivery queue. Methods raise `aws.AWSUnavailable` on AWS faults."""
+
+    def __init__(self, queue_name: str | None = None, dlq_name: str | None = None) -> None:
+        self.queue_name = queue_name or settings.SQS_QUEUE_NAME
+        self.dlq_name = dlq_name or settings.SQS_DLQ_NAME
+        self._urls: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def _client(self) -> Any:
+        return aws.sqs()
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return getattr(self._client, operation)(**kwargs)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "Unknown")
+            raise aws.AWSUnavailable(f"SQS {operation} failed: {code}") from error
+        except BotoCoreError as error:
+            raise aws.AWSUnavailable(f"SQS {operation} failed: {type(error).__name__}") from error
+
+    def _url(self, name: str) -> str:
+        url = self._urls.get(name)
+        if url is None:
+            url = self._call("get_queue_url", QueueName=name)["QueueUrl"]
+            with self._lock:
+                self._urls[name] = url
+        return url
+
+    @property
+    def url(self) -> str:
+        return self._url(self.queue_name)
+
+    @property
+    def dlq_url(self) -> str:
+        return self._url(self.dlq_name)
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def ensure_queues(self) -> None:
+        """Create the dead-letter queue and the work queue with its redrive policy (idempotent:
+        existing queues get their attributes brought in line)."""
+        dlq_url = self._ensure(self.dlq_name, {"MessageRetentionPeriod": str(14 * 24 * 3600)})
+        dlq_arn = self._call("get_queue_attributes", QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        redrive = {
+            "deadLetterTargetArn": dlq_arn,
+            "maxReceiveCount": settings.SQS_MAX_RECEIVE_COUNT,
+        }
+        self._ensure(
+            self.queue_name,
+            {
+                "VisibilityTimeout": str(settings.SQS_VISIBILITY_TIMEOUT),
+                "MessageRetentionPeriod": str(14 * 24 * 3600),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )
+
+    def _ensure(self, name: str, attributes: dict[str, str]) -> str:
+        try:
+            url = self._client.get_queue_url(QueueName=name)["QueueUrl"]
+        except self._client.exceptions.QueueDoesNotExist:
+            url = self._call("create_queue", QueueName=name, Attributes=attributes)["QueueUrl"]
+        else:
+            self._call("set_queue_attributes", QueueUrl=url, Attributes=attributes)
+        with self._lock:
+            self._urls[name] = url
+        return url
+
+    # -- work -------------------------------------------------------------------------------
+
+    def send(self, message_id: str, *, delay_seconds: int = 0) -> None:
+        delay = max(0, min(int(delay_seconds), MAX_DELAY_SECONDS))
+        self._call(
+            "send_message",
+            QueueUrl=self.url,
+            MessageBody=encode_body(message_id),
+            DelaySeconds=delay,
+        )
+
+    def depth(self) -> dict[str, int]:
+        """Approximate counts of the work queue and the dead-letter queue."""
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        work = self._call("get_queue_attributes", QueueUrl=self.url, AttributeNames=names)
+        dead = self._call("get_queue_attributes", QueueUrl=self.dlq_url, AttributeNames=names[:1])
+        attributes = work["Attributes"]
+        return {
+            "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
+            "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            "delayed": int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+            "dead_letters": int(dead["Attributes"].get("ApproximateNumberOfMessages", 0)),
+        }
+
+
+_queues: dict[tuple[str, str], WorkQueue] = {}
+
+
+def default_queue() -> WorkQueue:
+    """The configured work queue (one per process and queue name, so its URL is looked up once)."""
+    key = (settings.SQS_QUEUE_NAME, settings.SQS_DLQ_NAME)
+    if key not in _queues:
+        _queues[key] = WorkQueue(*key)
+    return _queues[key]
