@@ -120,3 +120,21 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
+
+# Delivery (workers). Seconds unless noted.
+WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=32)
+WORKER_POLL_SECONDS = env.int("WORKER_POLL_SECONDS", default=10)
+WORKER_SHUTDOWN_GRACE = env.float("WORKER_SHUTDOWN_GRACE", default=30.0)
+DELIVERY_CONNECT_TIMEOUT = env.float("DELIVERY_CONNECT_TIMEOUT", default=5.0)
+DELIVERY_TIMEOUT = env.float("DELIVERY_TIMEOUT", default=30.0)
+# A lease outlives the longest possible call, so a live worker never loses its lease mid-call.
+DELIVERY_LEASE_SECONDS = max(
+    env.float("DELIVERY_LEASE_SECONDS", default=DELIVERY_TIMEOUT + 30), DELIVERY_TIMEOUT + 5
+)
+DELIVERY_RETRYABLE_STATUSES = env.str("DELIVERY_RETRYABLE_STATUSES", default="408,425,429,500-599")
+RETRY_SCHEDULE = env.str("RETRY_SCHEDULE", default="5,30,120,600,1800,3600,7200,14400,28800,57600")
+RETRY_JITTER = env.float("RETRY_JITTER", default=0.2)
+RETRY_MAX_ATTEMPTS = env.int("RETRY_MAX_ATTEMPTS", default=11)
+RETRY_MAX_AGE = env.float("RETRY_MAX_AGE", default=3 * 24 * 3600)
+RECONCILE_INTERVAL = env.int("RECONCILE_INTERVAL", default=30)
+RECONCILE_OLDER_THAN = env.int("RECONCILE_OLDER_THAN", default=120)

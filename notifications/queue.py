@@ -145,6 +145,72 @@ class WorkQueue:
             "dead_letters": int(dead["Attributes"].get("ApproximateNumberOfMessages", 0)),
         }
 
+    def receive(
+        self, *, max_messages: int, wait_seconds: int, visibility_timeout: int | None = None
+    ) -> list[QueuedWork]:
+        """Long-poll the work queue for up to `max_messages` (at most 10) messages."""
+        extra = {"VisibilityTimeout": visibility_timeout} if visibility_timeout else {}
+        response = self._call(
+            "receive_message",
+            QueueUrl=self.url,
+            MaxNumberOfMessages=max(1, min(max_messages, 10)),
+            WaitTimeSeconds=max(0, min(wait_seconds, 20)),
+            **extra,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        return [_work(raw) for raw in response.get("Messages", [])]
+
+    def delete(self, receipt_handle: str) -> None:
+        self._call("delete_message", QueueUrl=self.url, ReceiptHandle=receipt_handle)
+
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        self._call(
+            "change_message_visibility",
+            QueueUrl=self.url,
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=max(0, min(int(seconds), 12 * 3600)),
+        )
+
+    def extend_visibility(self, receipt_handles: list[str], seconds: int) -> None:
+        """Keep in-flight messages invisible while their deliveries run (batches of 10)."""
+        for start in range(0, len(receipt_handles), 10):
+            entries = [
+                {"Id": str(n), "ReceiptHandle": handle, "VisibilityTimeout": int(seconds)}
+                for n, handle in enumerate(receipt_handles[start : start + 10])
+            ]
+            self._call("change_message_visibility_batch", QueueUrl=self.url, Entries=entries)
+
+    def redrive_dead_letters(self, *, limit: int | None = None) -> list[str]:
+        """Move messages from the dead-letter queue back to the work queue (send, then delete:
+        a crash in between leaves a duplicate, never a loss). Returns the bodies moved."""
+        moved: list[str] = []
+        while limit is None or len(moved) < limit:
+            batch = self._call(
+                "receive_message",
+                QueueUrl=self.dlq_url,
+                MaxNumberOfMessages=10 if limit is None else max(1, min(10, limit - len(moved))),
+                WaitTimeSeconds=1,
+                VisibilityTimeout=60,
+            ).get("Messages", [])
+            if not batch:
+                break
+            for raw in batch:
+                self._call("send_message", QueueUrl=self.url, MessageBody=raw["Body"])
+                self._call(
+                    "delete_message", QueueUrl=self.dlq_url, ReceiptHandle=raw["ReceiptHandle"]
+                )
+                moved.append(raw["Body"])
+        return moved
+
+
+def _work(raw: dict[str, Any]) -> QueuedWork:
+    return QueuedWork(
+        message_id=decode_body(raw.get("Body", "")),
+        receipt_handle=raw["ReceiptHandle"],
+        receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+        raw_body=raw.get("Body", ""),
+    )
+
 
 _queues: dict[tuple[str, str], WorkQueue] = {}
 

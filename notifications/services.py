@@ -8,22 +8,39 @@ Writes go through `store.MessageStore.transition`, the guarded status change; qu
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import json
 import logging
+import math
+import random
 import secrets
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from notifications.aws import AWSUnavailable
 from notifications.clock import Clock, system_clock
+from notifications.delivery.backoff import RetrySchedule
+from notifications.delivery.http import HttpResult
+from notifications.delivery.policy import (
+    RETRY_AFTER_STATUSES,
+    OutcomePolicy,
+    Verdict,
+    retry_after_seconds,
+)
 from notifications.domain import (
+    TERMINAL_STATUSES,
+    Attempt,
     DeliveryRequest,
     HistoryEntry,
     Message,
     Status,
     TransitionConflict,
     format_timestamp,
+    parse_timestamp,
 )
 from notifications.queue import WorkQueue, default_queue
 from notifications.store import MessageExists, MessageStore, default_store
@@ -227,3 +244,343 @@ def message_requeue(
     except AWSUnavailable as error:
         logger.warning("message %s requeued but not sent, reconcile will: %s", message_id, error)
     return requeued
+
+
+# -- delivery -------------------------------------------------------------------------------------
+
+
+class ClaimState(enum.StrEnum):
+    CLAIMED = "claimed"
+    NOT_DUE = "not_due"  # QUEUED/PENDING with next_attempt_at in the future
+    BUSY = "busy"  # PROCESSING under another worker's live lease
+    FINISHED = "finished"  # COMPLETED or FAILED already
+    MISSING = "missing"  # no such message
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    state: ClaimState
+    message: Message | None = None
+    wait_seconds: float = 0.0
+
+
+def delivery_claim(
+    *,
+    message_id: str,
+    worker_id: str,
+    lease_seconds: float,
+    store: MessageStore | None = None,
+    clock: Clock = system_clock,
+) -> ClaimResult:
+    """PENDING|QUEUED -> PROCESSING (or re-claim of an expired lease) with a fresh lease token.
+
+    The claim counts the attempt (attempt_count and budget_attempts go up here), so a worker that
+    dies mid-call still used up an attempt, and the attempt number is unique per claim.
+    """
+    store = store or default_store()
+    message = store.get(message_id)
+    for _ in range(3):
+        if message is None:
+            return ClaimResult(ClaimState.MISSING)
+        now = clock.now()
+        if message.status in TERMINAL_STATUSES:
+            return ClaimResult(ClaimState.FINISHED, message)
+        expired_before = None
+        reason = "claimed"
+        if message.status == Status.PROCESSING:
+            remaining = _seconds_until(message.lease_expires_at, now)
+            if remaining > 0:
+                return ClaimResult(ClaimState.BUSY, message, remaining)
+            expired_before = format_timestamp(now)
+            reason = f"lease of {message.lease_token or 'unknown'} expired; re-claimed"
+        else:
+            remaining = _seconds_until(message.next_attempt_at, now)
+            if remaining > 0:
+                return ClaimResult(ClaimState.NOT_DUE, message, remaining)
+        at = format_timestamp(now)
+        entry = HistoryEntry(message.status, Status.PROCESSING, at, f"worker:{worker_id}", reason)
+        try:
+            claimed = store.transition(
+                message_id,
+                expected=message.status,
+                target=Status.PROCESSING,
+                entry=entry,
+                lease_expired_before=expired_before,
+                changes={
+                    "lease_token": secrets.token_hex(16),
+                    "lease_expires_at": format_timestamp(now + timedelta(seconds=lease_seconds)),
+                    "attempt_count": message.attempt_count + 1,
+                    "budget_attempts": message.budget_attempts + 1,
+                },
+            )
+        except TransitionConflict as conflict:
+            message = conflict.current  # someone else moved it; decide again on what it is now
+            continue
+        return ClaimResult(ClaimState.CLAIMED, claimed)
+    return ClaimResult(ClaimState.BUSY, message, 1.0)
+
+
+def _seconds_until(timestamp: str | None, now: datetime) -> float:
+    if not timestamp:
+        return 0.0
+    return (parse_timestamp(timestamp) - now).total_seconds()
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What the worker stored after an attempt. `message` is None when the lease was lost and
+    the result refused; `requeue_delay` is set when a retry was scheduled."""
+
+    verdict: Verdict
+    message: Message | None
+    requeue_delay: float | None = None
+
+
+def describe_result(result: HttpResult) -> str:
+    if result.status_code is None:
+        return result.error or "no response"
+    snippet = " ".join(result.snippet.split())[:200]
+    return f"HTTP {result.status_code}" + (f": {snippet}" if snippet else "")
+
+
+def delivery_record(
+    *,
+    claim: Message,
+    result: HttpResult,
+    started_at: datetime,
+    worker_id: str,
+    policy: OutcomePolicy,
+    schedule: RetrySchedule,
+    store: MessageStore | None = None,
+    queue: WorkQueue | None = None,
+    clock: Clock = system_clock,
+    rng: random.Random | None = None,
+) -> DeliveryOutcome:
+    """Store the attempt, then move the message on, conditional on still holding the lease."""
+    store = store or default_store()
+    queue = queue or default_queue()
+    now = clock.now()
+    verdict = policy.verdict(result.status_code)
+    error = None if verdict == Verdict.DELIVERED else describe_result(result)
+    store.put_attempt(
+        claim.id,
+        Attempt(
+            number=claim.attempt_count,
+            started_at=format_timestamp(started_at),
+            duration_ms=result.duration_ms,
+            outcome=verdict.value,
+            worker=worker_id,
+            status_code=result.status_code,
+            error=result.error,
+            response_headers=result.headers,
+            response_snippet=result.snippet,
+        ),
+    )
+    delay = None
+    if verdict == Verdict.DELIVERED:
+        target, reason = Status.COMPLETED, describe_result(result)
+    elif verdict == Verdict.PERMANENT:
+        target, reason = Status.FAILED, f"permanent failure: {error}"
+    else:
+        retry_after = None
+        if result.status_code in RETRY_AFTER_STATUSES:
+            retry_after = retry_after_seconds(result.headers.get("retry-after"), now)
+        delay = schedule.delay_after(claim.budget_attempts, retry_after=retry_after, rng=rng)
+        if schedule.exhausted(
+            attempts=claim.budget_attempts,
+            budget_started=parse_timestamp(claim.budget_started_at or claim.created_at),
+            now=now + timedelta(seconds=delay),
+        ):
+            target, delay = Status.FAILED, None
+            reason = f"retry budget spent after {claim.budget_attempts} attempt(s): {error}"
+        else:
+            target, reason = Status.QUEUED, f"retry in {delay:.0f}s after {error}"
+    changes: dict[str, Any] = {
+        "lease_token": None,
+        "lease_expires_at": None,
+        "last_error": error,
+        "next_attempt_at": (
+            format_timestamp(now + timedelta(seconds=delay or 0))
+            if target == Status.QUEUED
+            else None
+        ),
+    }
+    entry = HistoryEntry(
+        Status.PROCESSING, target, format_timestamp(now), f"worker:{worker_id}", reason
+    )
+    try:
+        updated = store.transition(
+            claim.id,
+            expected=Status.PROCESSING,
+            target=target,
+            entry=entry,
+            changes=changes,
+            lease_token=claim.lease_token,
+        )
+    except TransitionConflict:
+        logger.warning("message %s: lease lost before the result was stored; refused", claim.id)
+        return DeliveryOutcome(verdict, None)
+    if target == Status.QUEUED:
+        try:
+            queue.send(claim.id, delay_seconds=math.ceil(delay or 0))
+        except AWSUnavailable as failure:
+            logger.warning("message %s: retry not sent, reconcile will: %s", claim.id, failure)
+    return DeliveryOutcome(verdict, updated, delay)
+
+
+def delivery_give_up(
+    *,
+    claim: Message,
+    worker_id: str,
+    reason: str,
+    store: MessageStore | None = None,
+    clock: Clock = system_clock,
+) -> Message | None:
+    """PROCESSING -> FAILED without a call (a spent budget found at claim time)."""
+    store = store or default_store()
+    now = format_timestamp(clock.now())
+    entry = HistoryEntry(Status.PROCESSING, Status.FAILED, now, f"worker:{worker_id}", reason)
+    try:
+        return store.transition(
+            claim.id,
+            expected=Status.PROCESSING,
+            target=Status.FAILED,
+            entry=entry,
+            changes={"lease_token": None, "lease_expires_at": None, "last_error": reason},
+            lease_token=claim.lease_token,
+        )
+    except TransitionConflict:
+        return None
+
+
+# -- recovery -------------------------------------------------------------------------------------
+
+
+def messages_reconcile(
+    *,
+    older_than: float,
+    dry_run: bool = False,
+    actor: str = "reconciler",
+    store: MessageStore | None = None,
+    queue: WorkQueue | None = None,
+    clock: Clock = system_clock,
+    progress: Callable[[str, Message], None] | None = None,
+) -> Counter[str]:
+    """Finish what a crash or an AWS fault left half done. Safe beside workers and beside itself:
+    every change is a guarded transition, so the worst case is a duplicate queue message.
+
+    - PENDING older than `older_than` (never sent, or not marked QUEUED): send, mark QUEUED.
+    - PROCESSING whose lease expired (the worker died): back to QUEUED and re-sent.
+    - QUEUED whose next attempt is more than `older_than` overdue (its queue message was lost):
+      re-sent.
+    """
+    store = store or default_store()
+    queue = queue or default_queue()
+    counts: Counter[str] = Counter()
+    now = clock.now()
+    threshold = format_timestamp(now - timedelta(seconds=older_than))
+    stamp = format_timestamp(now)
+
+    for message in list(store.iter_status(Status.PENDING)):
+        if message.created_at >= threshold:
+            continue
+        counts["pending_found"] += 1
+        if progress:
+            progress("pending", message)
+        if dry_run:
+            continue
+        queued = message_enqueue(
+            message=message,
+            actor=actor,
+            reason="reconciled: was PENDING",
+            store=store,
+            queue=queue,
+            clock=clock,
+        )
+        counts["pending_queued" if queued.status != Status.PENDING else "errors"] += 1
+
+    for message in list(store.iter_status(Status.PROCESSING)):
+        if not message.lease_expires_at or message.lease_expires_at >= stamp:
+            continue
+        counts["expired_leases_found"] += 1
+        if progress:
+            progress("expired_lease", message)
+        if dry_run:
+            continue
+        entry = HistoryEntry(
+            Status.PROCESSING, Status.QUEUED, stamp, actor, "reconciled: lease expired"
+        )
+        try:
+            store.transition(
+                message.id,
+                expected=Status.PROCESSING,
+                target=Status.QUEUED,
+                entry=entry,
+                lease_expired_before=stamp,
+                changes={"lease_token": None, "lease_expires_at": None, "next_attempt_at": stamp},
+            )
+            queue.send(message.id)
+            counts["expired_leases_requeued"] += 1
+        except TransitionConflict:
+            counts["skipped_changed_meanwhile"] += 1
+        except AWSUnavailable:
+            counts["errors"] += 1
+
+    for message in list(store.iter_status(Status.QUEUED)):
+        if not message.next_attempt_at or message.next_attempt_at >= threshold:
+            continue
+        counts["overdue_queued_found"] += 1
+        if progress:
+            progress("overdue_queued", message)
+        if dry_run:
+            continue
+        try:
+            queue.send(message.id)
+            counts["overdue_queued_resent"] += 1
+        except AWSUnavailable:
+            counts["errors"] += 1
+    return counts
+
+
+def messages_requeue_failed(
+    *,
+    actor: str,
+    reason: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    target_host: str | None = None,
+    dry_run: bool = False,
+    store: MessageStore | None = None,
+    queue: WorkQueue | None = None,
+    clock: Clock = system_clock,
+) -> tuple[Counter[str], list[str]]:
+    """Requeue every FAILED message that failed in [since, until) for `target_host`.
+    Returns counts and the ids that were (or, with dry_run, would be) requeued."""
+    store = store or default_store()
+    low = format_timestamp(since) if since else ""
+    high = format_timestamp(until) if until else "~"
+    host = target_host.lower() if target_host else None
+    counts: Counter[str] = Counter()
+    ids: list[str] = []
+    for message in list(store.iter_status(Status.FAILED)):
+        if not low <= message.updated_at < high or (host and message.request.host != host):
+            continue
+        counts["matched"] += 1
+        if dry_run:
+            ids.append(message.id)
+            continue
+        try:
+            message_requeue(
+                message_id=message.id,
+                actor=actor,
+                reason=reason,
+                store=store,
+                queue=queue,
+                clock=clock,
+            )
+        except (InvalidState, MessageNotFound):
+            counts["skipped_not_failed"] += 1
+            continue
+        ids.append(message.id)
+        counts["requeued"] += 1
+    return counts, ids

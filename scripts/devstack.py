@@ -2,7 +2,7 @@
 
 Starts the embedded AWS stand-in (moto's server on 127.0.0.1), writes `.env` so that management
 commands in a second terminal reach the same stack, creates the table and queues, migrates, makes
-sure a development admin user and producer exist, serves the API, and stops everything on Ctrl-C.
+sure a development admin user and producer exist, serves the API, runs a delivery worker and a reconcile loop, and stops everything on Ctrl-C.
 Deliberately free of Django imports: it only orchestrates processes.
 """
 
@@ -145,7 +145,7 @@ def main() -> int:
     try:
         print(f"starting the embedded AWS stand-in (moto) on 127.0.0.1:{standin_port}", flush=True)
         standin = stack.start(
-            "aws-standin", PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(standin_port)
+            "aws-standin", PYTHON, "scripts/aws_standin.py", "-p", str(standin_port)
         )
         wait_for_port(standin_port, standin)
         stack.manage("bootstrap")
@@ -155,6 +155,9 @@ def main() -> int:
             "api", PYTHON, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"
         )
         wait_for_port(port, api)
+        stack.start("worker", PYTHON, "manage.py", "run_worker")
+        interval = values.get("RECONCILE_INTERVAL", "30")
+        stack.start("reconcile", PYTHON, "manage.py", "reconcile", "--loop", interval)
         print_banner(values, port)
         return stack.wait()
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ handlers on those clients, which exercise botocore's real retry path.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -16,7 +17,8 @@ from typing import Any
 import pytest
 import requests
 from botocore.awsrequest import AWSResponse
-from moto.server import ThreadedMotoServer
+
+from scripts.aws_standin import StandinThread
 
 # Never let a test reach real AWS with a developer's credentials.
 for _name, _value in {
@@ -27,6 +29,7 @@ for _name, _value in {
 }.items():
     os.environ[_name] = _value
 os.environ.pop("AWS_PROFILE", None)
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server access log
 
 
 def free_port() -> int:
@@ -37,10 +40,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
+    server = StandinThread().start()
+    yield server.endpoint
     server.stop()
 
 
@@ -135,3 +136,12 @@ def faults(aws: str) -> Iterator[FaultInjector]:
     injector = FaultInjector()
     yield injector
     injector.clear()
+
+
+@pytest.fixture
+def vendor() -> Iterator[Any]:
+    from tests.vendor import Vendor
+
+    server = Vendor().start()
+    yield server
+    server.stop()

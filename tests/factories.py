@@ -37,6 +37,7 @@ def build_message(
     producer_id: str = "prd_1",
     message_id: str | None = None,
     created_at: str | None = None,
+    url: str = "https://vendor.example.com/hook",
     **fields: Any,
 ) -> Message:
     now = created_at or format_timestamp(system_clock.now())
@@ -45,7 +46,7 @@ def build_message(
         producer_id=producer_id,
         status=status,
         request=DeliveryRequest(
-            url="https://vendor.example.com/hook",
+            url=url,
             method="POST",
             headers={},
             body='{"a":1}',
@@ -54,5 +55,6 @@ def build_message(
         created_at=now,
         updated_at=now,
         history=(HistoryEntry(None, status, now, "tests", "built"),),
+        budget_started_at=fields.pop("budget_started_at", now),
         **fields,
     )

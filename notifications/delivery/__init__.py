@@ -1,0 +1,1 @@
+"""Outbound HTTP: the client that makes the call, the outcome policy, and the backoff schedule."""

@@ -1,0 +1,126 @@
+"""The outbound HTTP call: exactly the submitted request, pooled per target, no redirects.
+
+Returns an `HttpResult` for every call (a transport error is a result too, with `status_code=None`),
+so the worker never has to interpret exceptions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from notifications import __version__
+from notifications.domain import DeliveryRequest
+
+USER_AGENT = f"Herald/{__version__}"
+SNIPPET_BYTES = 1024
+# Response headers worth keeping in the attempt log (the rest may be large or sensitive).
+KEPT_RESPONSE_HEADERS = (
+    "content-type",
+    "content-length",
+    "retry-after",
+    "location",
+    "date",
+    "server",
+    "x-request-id",
+)
+# Read at most this much of a response before giving the connection up instead of draining it.
+DRAIN_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status_code: int | None
+    duration_ms: int
+    headers: dict[str, str] = field(default_factory=dict)
+    snippet: str = ""
+    error: str | None = None  # "ErrorClass: message" for transport errors
+
+
+def outgoing_headers(request: DeliveryRequest, message_id: str) -> dict[str, str]:
+    headers = dict(request.headers)
+    names = {name.lower() for name in headers}
+    if "user-agent" not in names:
+        headers["User-Agent"] = USER_AGENT
+    if request.body_is_json and "content-type" not in names:
+        headers["Content-Type"] = "application/json"
+    headers["Herald-Message-Id"] = message_id
+    return headers
+
+
+class DeliveryClient:
+    """Thread-safe; one instance per worker process. urllib3 keeps one connection pool per
+    (scheme, host, port), so connections to a target are reused across deliveries."""
+
+    def __init__(self, *, connect_timeout: float, total_timeout: float, pool_size: int) -> None:
+        self.timeout = urllib3.Timeout(total=total_timeout, connect=connect_timeout)
+        self.pool = urllib3.PoolManager(num_pools=256, maxsize=pool_size, block=False)
+
+    def send(
+        self, request: DeliveryRequest, message_id: str, extra_headers: dict[str, str] | None = None
+    ) -> HttpResult:
+        headers = outgoing_headers(request, message_id)
+        headers.update(extra_headers or {})
+        body = request.body.encode() if request.body is not None else None
+        started = time.monotonic()
+        try:
+            response = self.pool.request(
+                request.method,
+                request.url,
+                body=body,
+                headers=headers,
+                timeout=self.timeout,
+                redirect=False,
+                retries=False,
+                preload_content=False,
+            )
+        except Urllib3Error as error:
+            return HttpResult(
+                status_code=None,
+                duration_ms=_elapsed_ms(started),
+                error=f"{_error_name(error)}: {_error_text(error)}",
+            )
+        try:
+            snippet = response.read(SNIPPET_BYTES)
+            remaining = response.read(DRAIN_LIMIT)
+            reusable = len(remaining) < DRAIN_LIMIT
+        except Urllib3Error:
+            snippet, reusable = b"", False
+        finally:
+            duration = _elapsed_ms(started)
+        if reusable:
+            response.release_conn()
+        else:
+            response.close()  # a large or broken body: do not keep reading, do not reuse
+        kept = {
+            name.lower(): value
+            for name, value in response.headers.items()
+            if name.lower() in KEPT_RESPONSE_HEADERS
+        }
+        return HttpResult(
+            status_code=response.status,
+            duration_ms=duration,
+            headers=kept,
+            snippet=snippet.decode("utf-8", errors="replace"),
+        )
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _error_name(error: Exception) -> str:
+    reason = getattr(error, "reason", None)
+    if isinstance(error, urllib3.exceptions.MaxRetryError) and reason is not None:
+        return type(reason).__name__
+    return type(error).__name__
+
+
+def _error_text(error: Exception) -> str:
+    reason = getattr(error, "reason", None) or error
+    text = str(reason)
+    # urllib3 prefixes messages with the connection object's repr; keep the readable part.
+    return text.split(">: ", 1)[-1][:300]

@@ -1,0 +1,36 @@
+"""Run a delivery worker until SIGTERM/SIGINT, then drain and exit 0."""
+
+import signal
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from notifications.worker import Worker
+
+
+class Command(BaseCommand):
+    help = "Deliver queued messages: long-poll SQS, call targets, record attempts, retry."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=None,
+            help="Deliveries in flight (WORKER_CONCURRENCY).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        worker = Worker.from_settings(concurrency=options["concurrency"])
+
+        def request_stop(signum: int, frame: object) -> None:
+            self.stderr.write(f"signal {signum}: finishing deliveries in flight, then exiting")
+            worker.stop()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        self.stdout.write(f"worker {worker.worker_id}: concurrency {worker.concurrency}")
+        drained = worker.run()
+        if not drained:
+            self.stderr.write("grace period over; unfinished deliveries will be redelivered")
+        sys.exit(0)

@@ -1,0 +1,68 @@
+"""An in-process Worker wired to the session's moto server, with short timeouts for tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from notifications.clock import Clock, system_clock
+from notifications.delivery.backoff import RetrySchedule
+from notifications.delivery.http import DeliveryClient
+from notifications.delivery.policy import (
+    DEFAULT_RETRYABLE_STATUSES,
+    OutcomePolicy,
+    parse_status_set,
+)
+from notifications.queue import default_queue
+from notifications.store import default_store
+from notifications.worker import Worker
+
+
+@pytest.fixture
+def make_worker(aws: str) -> Callable[..., Worker]:
+    def build(
+        *,
+        delays: tuple[float, ...] = (0.0,),
+        max_attempts: int = 5,
+        timeout: float = 2.0,
+        clock: Clock = system_clock,
+        worker_id: str = "test-worker",
+        lease: float = 10.0,
+        concurrency: int = 4,
+    ) -> Worker:
+        return Worker(
+            concurrency=concurrency,
+            poll_seconds=1,
+            lease_seconds=lease,
+            visibility_timeout=30,
+            shutdown_grace=10,
+            client=DeliveryClient(connect_timeout=1.0, total_timeout=timeout, pool_size=4),
+            policy=OutcomePolicy(parse_status_set(DEFAULT_RETRYABLE_STATUSES)),
+            schedule=RetrySchedule(
+                delays=delays, max_attempts=max_attempts, max_age_seconds=86400, jitter=0.0
+            ),
+            store=default_store(),
+            queue=default_queue(),
+            clock=clock,
+            worker_id=worker_id,
+        )
+
+    return build
+
+
+def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 20.0) -> list[str]:
+    """Receive and handle queue messages synchronously until `done()` or the timeout."""
+    outcomes: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"not done after {timeout}s; outcomes {outcomes}"
+        for work in worker.queue.receive(max_messages=10, wait_seconds=1):
+            outcomes.append(worker.handle(work))
+    return outcomes
+
+
+def status_of(message_id: str) -> Any:
+    return default_store().get(message_id).status

@@ -1,0 +1,96 @@
+"""Real worker processes: kill -9 mid-delivery, and SIGTERM with deliveries in flight."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from notifications.domain import Status
+from tests.vendor import Answer
+from tests.worker.conftest import status_of
+from tests.worker.test_delivery import submit
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+def start_worker(endpoint: str, tmp_path: Path, name: str, **overrides: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update(
+        HERALD_ENV_FILE=str(tmp_path / "absent.env"),
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_REGION="us-east-1",
+        WORKER_POLL_SECONDS="1",
+        SQS_VISIBILITY_TIMEOUT="2",
+        RETRY_SCHEDULE="1",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        **overrides,
+    )
+    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_worker", "--concurrency", "4"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_kill_9_mid_delivery_then_another_worker_completes_it(aws, vendor, tmp_path):
+    url = vendor.script("/slow", Answer(200, delay=2.5), Answer(200))
+    message_id = submit(url)
+    timeouts = {"DELIVERY_TIMEOUT": "3", "DELIVERY_LEASE_SECONDS": "8"}
+
+    first = start_worker(aws, tmp_path, "first", **timeouts)
+    try:
+        wait_until(lambda: vendor.requests_to("/slow"), 30, "the first delivery to start")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        first.kill()
+    assert status_of(message_id) == Status.PROCESSING
+
+    second = start_worker(aws, tmp_path, "second", **timeouts)
+    try:
+        wait_until(lambda: status_of(message_id) == Status.COMPLETED, 40, "the takeover")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+
+    calls = vendor.requests_to("/slow")
+    assert len(calls) == 2
+    assert (
+        calls[0].headers["Herald-Message-Id"] == calls[1].headers["Herald-Message-Id"] == message_id
+    )
+    from notifications.store import default_store
+
+    history = default_store().get(message_id).history
+    assert any("expired" in entry.reason for entry in history)
+
+
+def test_sigterm_lets_deliveries_in_flight_finish_and_exits_0(aws, vendor, tmp_path):
+    url = vendor.script("/inflight", then=Answer(200, delay=2.0))
+    ids = [submit(url) for _ in range(3)]
+
+    worker = start_worker(aws, tmp_path, "graceful")
+    try:
+        wait_until(lambda: len(vendor.requests_to("/inflight")) == 3, 30, "three deliveries")
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=30)
+    finally:
+        worker.kill()
+    assert code == 0, (tmp_path / "graceful.log").read_text()
+    assert [status_of(message_id) for message_id in ids] == [Status.COMPLETED] * 3
