@@ -3,6 +3,7 @@ live in Django's database, so operators manage them in the admin."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -65,3 +66,53 @@ class Producer(models.Model):
 
     def check_api_key(self, key: str) -> bool:
         return hmac.compare_digest(self.key_hash, hash_api_key(key))
+
+
+class Message(models.Model):
+    """Permission anchor only: messages live in DynamoDB, never in this database.
+
+    It exists so that operators can be granted `notifications.view_message` and
+    `notifications.requeue_message` like any other Django permission.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("view_message", "Can view messages in the operator console"),
+            ("requeue_message", "Can requeue failed messages"),
+        ]
+
+    def __str__(self) -> str:
+        return "message permissions"
+
+
+SIGNING_SECRET_PREFIX = "whsec_"  # noqa: S105 - a format prefix, not a secret
+
+
+def generate_signing_secret() -> str:
+    """Standard Webhooks format: `whsec_` + base64 of 32 random bytes."""
+    return SIGNING_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class SigningSecret(models.Model):
+    """A producer's webhook signing secret. While a producer has several (rotation), every
+    delivery carries one signature per secret, so receivers can switch over without a gap.
+
+    The secret must be usable to sign, so it cannot be stored hashed; it is shown masked
+    everywhere except once, when it is created.
+    """
+
+    producer = models.ForeignKey(Producer, on_delete=models.CASCADE, related_name="signing_secrets")
+    secret = models.CharField(max_length=100, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.masked
+
+    @property
+    def masked(self) -> str:
+        return f"{self.secret[:10]}…" if self.secret else ""
