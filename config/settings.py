@@ -132,6 +132,13 @@ DELIVERY_LEASE_SECONDS = max(
     env.float("DELIVERY_LEASE_SECONDS", default=DELIVERY_TIMEOUT + 30), DELIVERY_TIMEOUT + 5
 )
 DELIVERY_RETRYABLE_STATUSES = env.str("DELIVERY_RETRYABLE_STATUSES", default="408,425,429,500-599")
+# SSRF guard: networks that deliveries may reach although they are not globally routable.
+DELIVERY_ALLOWED_NETWORKS = env.list("DELIVERY_ALLOWED_NETWORKS", default=[])
+# Fairness: deliveries in flight per target host, and the share of a worker's slots that retries
+# may occupy, so one slow vendor or a wave of retries cannot hold up everyone else.
+DELIVERY_MAX_PER_HOST = env.int("DELIVERY_MAX_PER_HOST", default=8)
+WORKER_RETRY_SHARE = env.float("WORKER_RETRY_SHARE", default=0.5)
+SIGNING_SECRET_CACHE_SECONDS = env.float("SIGNING_SECRET_CACHE_SECONDS", default=30.0)
 RETRY_SCHEDULE = env.str("RETRY_SCHEDULE", default="5,30,120,600,1800,3600,7200,14400,28800,57600")
 RETRY_JITTER = env.float("RETRY_JITTER", default=0.2)
 RETRY_MAX_ATTEMPTS = env.int("RETRY_MAX_ATTEMPTS", default=11)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
+import time
 
 from notifications.domain import Attempt, Message, Status
+from notifications.models import SigningSecret
 from notifications.services import MessageNotFound
 from notifications.store import MessageStore, default_store
 
@@ -58,3 +61,32 @@ def message_list(
         status=status, producer_id=producer_id, limit=limit, before=before
     )
     return messages, encode_cursor(next_before) if next_before else None
+
+
+def producer_signing_secrets(*, producer_id: str) -> list[str]:
+    """The signing secrets of a producer, by the id stored on its messages (`prd_<pk>`)."""
+    prefix, _, pk = producer_id.partition("_")
+    if prefix != "prd" or not pk.isdigit():
+        return []
+    return list(SigningSecret.objects.filter(producer_id=int(pk)).values_list("secret", flat=True))
+
+
+class SigningSecretCache:
+    """Per-process cache of producers' signing secrets, so a delivery does not query the
+    database each time. A rotation reaches workers within `ttl_seconds`."""
+
+    def __init__(self, *, ttl_seconds: float) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._entries: dict[str, tuple[float, list[str]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, producer_id: str) -> list[str]:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._entries.get(producer_id)
+        if cached and now - cached[0] < self.ttl_seconds:
+            return cached[1]
+        secrets = producer_signing_secrets(producer_id=producer_id)
+        with self._lock:
+            self._entries[producer_id] = (now, secrets)
+        return secrets

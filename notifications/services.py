@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import transaction
+
 from notifications.aws import AWSUnavailable
 from notifications.clock import Clock, system_clock
 from notifications.delivery.backoff import RetrySchedule
@@ -42,6 +44,7 @@ from notifications.domain import (
     format_timestamp,
     parse_timestamp,
 )
+from notifications.models import Producer, SigningSecret, generate_signing_secret
 from notifications.queue import WorkQueue, default_queue
 from notifications.store import MessageExists, MessageStore, default_store
 
@@ -251,6 +254,7 @@ def message_requeue(
 
 class ClaimState(enum.StrEnum):
     CLAIMED = "claimed"
+    DEFERRED = "deferred"  # claimable, but the caller's admission check said not now
     NOT_DUE = "not_due"  # QUEUED/PENDING with next_attempt_at in the future
     BUSY = "busy"  # PROCESSING under another worker's live lease
     FINISHED = "finished"  # COMPLETED or FAILED already
@@ -269,6 +273,7 @@ def delivery_claim(
     message_id: str,
     worker_id: str,
     lease_seconds: float,
+    admit: Callable[[Message], bool] | None = None,
     store: MessageStore | None = None,
     clock: Clock = system_clock,
 ) -> ClaimResult:
@@ -276,6 +281,8 @@ def delivery_claim(
 
     The claim counts the attempt (attempt_count and budget_attempts go up here), so a worker that
     dies mid-call still used up an attempt, and the attempt number is unique per claim.
+    `admit`, asked just before the write, lets the caller decline a claimable message (the
+    worker's per-host and retry limits); the result is then DEFERRED and nothing is written.
     """
     store = store or default_store()
     message = store.get(message_id)
@@ -297,6 +304,8 @@ def delivery_claim(
             remaining = _seconds_until(message.next_attempt_at, now)
             if remaining > 0:
                 return ClaimResult(ClaimState.NOT_DUE, message, remaining)
+        if admit is not None and not admit(message):
+            return ClaimResult(ClaimState.DEFERRED, message)
         at = format_timestamp(now)
         entry = HistoryEntry(message.status, Status.PROCESSING, at, f"worker:{worker_id}", reason)
         try:
@@ -360,7 +369,7 @@ def delivery_record(
     store = store or default_store()
     queue = queue or default_queue()
     now = clock.now()
-    verdict = policy.verdict(result.status_code)
+    verdict = policy.verdict(result.status_code, blocked=result.blocked)
     error = None if verdict == Verdict.DELIVERED else describe_result(result)
     store.put_attempt(
         claim.id,
@@ -584,3 +593,19 @@ def messages_requeue_failed(
         ids.append(message.id)
         counts["requeued"] += 1
     return counts, ids
+
+
+# -- producers ------------------------------------------------------------------------------------
+
+
+def signing_secret_rotate(*, producer: Producer, retire_old: bool = False) -> str:
+    """Add a new signing secret to `producer` and return it (the only time it is shown in full).
+
+    Without `retire_old` the older secrets stay, so deliveries carry one signature per secret and
+    receivers can move to the new one without a gap; with it, every older secret is removed.
+    """
+    with transaction.atomic():
+        created = SigningSecret.objects.create(producer=producer, secret=generate_signing_secret())
+        if retire_old:
+            SigningSecret.objects.filter(producer=producer).exclude(pk=created.pk).delete()
+    return created.secret

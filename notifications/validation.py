@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from notifications.delivery.addresses import AddressPolicy, TargetNotAllowed, parse_literal
+
 ALLOWED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_URL_LENGTH = 2048
 MAX_HEADERS = 50
@@ -37,8 +39,10 @@ class RuleViolation(ValueError):
         self.code = code
 
 
-def check_target_url(url: str) -> str:
-    """An absolute http(s) URL with a host and no userinfo. Returns it unchanged."""
+def check_target_url(url: str, address_policy: AddressPolicy | None = None) -> str:
+    """An absolute http(s) URL with a host and no userinfo, and, when the host is an IP literal,
+    an address the policy allows. Returns it unchanged. (Host names are checked at delivery,
+    when they are resolved.)"""
     if not isinstance(url, str) or not url:
         raise RuleViolation("Must be an absolute http or https URL.")
     if len(url) > MAX_URL_LENGTH:
@@ -58,6 +62,12 @@ def check_target_url(url: str) -> str:
         raise RuleViolation("The URL must name a host.")
     if port == 0:
         raise RuleViolation("Port 0 is not a valid port.")
+    literal = parse_literal(parts.hostname)
+    if literal is not None:
+        try:
+            (address_policy or AddressPolicy()).check(literal)
+        except TargetNotAllowed as refused:
+            raise RuleViolation(f"Target not allowed: {refused}.", "target_not_allowed") from None
     return url
 
 

@@ -21,11 +21,16 @@ from django.conf import settings
 from notifications import services
 from notifications.aws import AWSUnavailable
 from notifications.clock import Clock, system_clock
+from notifications.delivery.addresses import AddressPolicy
+from notifications.delivery.admission import Admission, Ticket
 from notifications.delivery.backoff import RetrySchedule, parse_schedule
 from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import OutcomePolicy, parse_status_set
+from notifications.domain import Message
 from notifications.queue import MAX_DELAY_SECONDS, QueuedWork, WorkQueue, default_queue
+from notifications.selectors import SigningSecretCache
 from notifications.services import ClaimState
+from notifications.signing import signature_headers
 from notifications.store import MessageStore, default_store
 
 logger = logging.getLogger(__name__)
@@ -55,6 +60,8 @@ class Worker:
         schedule: RetrySchedule,
         store: MessageStore,
         queue: WorkQueue,
+        admission: Admission | None = None,
+        signing_secrets: SigningSecretCache | None = None,
         clock: Clock = system_clock,
         worker_id: str | None = None,
     ) -> None:
@@ -68,6 +75,8 @@ class Worker:
         self.schedule = schedule
         self.store = store
         self.queue = queue
+        self.admission = admission or Admission(max_per_host=concurrency, max_retries=concurrency)
+        self.signing_secrets = signing_secrets or SigningSecretCache(ttl_seconds=30.0)
         self.clock = clock
         self.worker_id = worker_id or default_worker_id()
         self._stopping = threading.Event()
@@ -87,7 +96,13 @@ class Worker:
                 connect_timeout=settings.DELIVERY_CONNECT_TIMEOUT,
                 total_timeout=settings.DELIVERY_TIMEOUT,
                 pool_size=concurrency,
+                address_policy=AddressPolicy.from_cidrs(settings.DELIVERY_ALLOWED_NETWORKS),
             ),
+            admission=Admission(
+                max_per_host=settings.DELIVERY_MAX_PER_HOST,
+                max_retries=max(1, int(concurrency * settings.WORKER_RETRY_SHARE)),
+            ),
+            signing_secrets=SigningSecretCache(ttl_seconds=settings.SIGNING_SECRET_CACHE_SECONDS),
             policy=OutcomePolicy(parse_status_set(settings.DELIVERY_RETRYABLE_STATUSES)),
             schedule=RetrySchedule(
                 delays=parse_schedule(settings.RETRY_SCHEDULE),
@@ -212,13 +227,36 @@ class Worker:
             # the dead-letter queue instead of it looping forever.
             logger.error("undecodable queue message (receive %d)", work.receive_count)
             return "undecodable"
+        tickets: list[Ticket] = []
+
+        def admit(candidate: Message) -> bool:
+            if not tickets:  # asked again after a lost race: keep the slot already taken
+                retry = candidate.attempt_count > 0
+                ticket = self.admission.try_admit(candidate.request.host, retry=retry)
+                if ticket is None:
+                    return False
+                tickets.append(ticket)
+            return True
+
         claim = services.delivery_claim(
             message_id=work.message_id,
             worker_id=self.worker_id,
             lease_seconds=self.lease_seconds,
+            admit=admit,
             store=self.store,
             clock=self.clock,
         )
+        if claim.state != ClaimState.CLAIMED:
+            for ticket in tickets:
+                self.admission.release(ticket)
+            return self._not_claimed(work, claim)
+        started = time.monotonic()
+        try:
+            return self._deliver(work, claim.message)
+        finally:
+            self.admission.release(tickets[0], seconds=time.monotonic() - started)
+
+    def _not_claimed(self, work: QueuedWork, claim: services.ClaimResult) -> str:
         if claim.state == ClaimState.MISSING:
             logger.error("queue message for unknown message %s", work.message_id)
             return "missing"
@@ -238,9 +276,15 @@ class Worker:
             )
             self.queue.delete(work.receipt_handle)
             return "not_due"
+        # DEFERRED: its host is at its limit, or retries have their share. Look again later with
+        # a new queue message (so the wait does not spend the receive count).
+        assert claim.message is not None
+        delay = self.admission.defer_seconds(claim.message.request.host)
+        self.queue.send(work.message_id, delay_seconds=math.ceil(delay))
+        self.queue.delete(work.receipt_handle)
+        return "deferred"
 
-        message = claim.message
-        assert message is not None
+    def _deliver(self, work: QueuedWork, message: Message) -> str:
         if message.budget_attempts > self.schedule.max_attempts:
             services.delivery_give_up(
                 claim=message,
@@ -252,7 +296,13 @@ class Worker:
             self.queue.delete(work.receipt_handle)
             return "failed"
         started = self.clock.now()
-        result = self.client.send(message.request, message.id)
+        signatures = signature_headers(
+            self.signing_secrets.get(message.producer_id),
+            message.id,
+            int(started.timestamp()),
+            message.request.body,
+        )
+        result = self.client.send(message.request, message.id, signatures)
         outcome = services.delivery_record(
             claim=message,
             result=result,

@@ -145,3 +145,6 @@ def vendor() -> Iterator[Any]:
     server = Vendor().start()
     yield server
     server.stop()
+
+
+from tests.worker_support import make_worker  # noqa: E402, F401 - a fixture for every test package

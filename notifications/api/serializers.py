@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from rest_framework import serializers
 
 from notifications import validation
+from notifications.delivery.addresses import AddressPolicy
 from notifications.domain import Attempt, Message
 from notifications.services import Submission
 
@@ -42,7 +44,8 @@ class MessageSubmitSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
     def validate_target_url(self, value: str) -> str:
-        return _rule(validation.check_target_url, value)
+        policy = AddressPolicy.from_cidrs(settings.DELIVERY_ALLOWED_NETWORKS)
+        return _rule(lambda url: validation.check_target_url(url, policy), value)
 
     def validate_method(self, value: str) -> str:
         if value not in validation.ALLOWED_METHODS:

@@ -45,7 +45,9 @@ class OutcomePolicy:
     def from_codes(cls, codes: Iterable[int]) -> OutcomePolicy:
         return cls(frozenset(codes))
 
-    def verdict(self, status_code: int | None) -> Verdict:
+    def verdict(self, status_code: int | None, *, blocked: bool = False) -> Verdict:
+        if blocked:  # the address policy refused the target: asking again changes nothing
+            return Verdict.PERMANENT
         if status_code is None:  # no HTTP answer at all: transport error
             return Verdict.RETRY
         if 200 <= status_code < 300:

@@ -16,7 +16,7 @@ from notifications.services import Submission, message_submit
 from notifications.store import default_store
 from tests.conftest import free_port
 from tests.vendor import Answer
-from tests.worker.conftest import run_until, status_of
+from tests.worker_support import run_until, status_of
 
 
 def submit(url: str, *, headers: dict | None = None, body: object = None, clock=None) -> str:

@@ -17,7 +17,9 @@ from notifications.services import ClaimState, delivery_claim, delivery_record
 from notifications.store import default_store
 from tests.factories import build_message
 from tests.vendor import Answer
-from tests.worker.conftest import run_until, status_of
+from tests.worker_support import run_until, status_of
+
+pytestmark = pytest.mark.usefixtures("aws")
 
 
 def test_stale_worker_result_is_refused_and_the_new_one_stands(make_worker):
@@ -138,7 +140,7 @@ def test_reconcile_dry_run_changes_nothing():
     assert default_queue().depth()["visible"] == 0
 
 
-def test_recent_pending_is_left_to_the_api(make_worker):
+def test_recent_pending_is_left_to_the_api():
     message = build_message(status=Status.PENDING)
     default_store().put_new(message)
     reconcile("--older-than", "120")

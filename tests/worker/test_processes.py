@@ -13,8 +13,8 @@ import pytest
 
 from notifications.domain import Status
 from tests.vendor import Answer
-from tests.worker.conftest import status_of
 from tests.worker.test_delivery import submit
+from tests.worker_support import status_of
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -29,9 +29,12 @@ def start_worker(endpoint: str, tmp_path: Path, name: str, **overrides: str) -> 
         WORKER_POLL_SECONDS="1",
         SQS_VISIBILITY_TIMEOUT="2",
         RETRY_SCHEDULE="1",
+        DELIVERY_ALLOWED_NETWORKS="127.0.0.0/8",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         **overrides,
     )
+    migrate = [sys.executable, "manage.py", "migrate", "-v", "0"]
+    subprocess.run(migrate, cwd=ROOT, env=env, check=True, timeout=120)
     log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
         [sys.executable, "manage.py", "run_worker", "--concurrency", "4"],

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from notifications.clock import Clock, system_clock
+from notifications.delivery.addresses import AddressPolicy
 from notifications.delivery.backoff import RetrySchedule
 from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import (
@@ -22,7 +23,10 @@ from notifications.worker import Worker
 
 
 @pytest.fixture
-def make_worker(aws: str) -> Callable[..., Worker]:
+def make_worker(aws: str, transactional_db: None) -> Callable[..., Worker]:
+    """Workers read producers' signing secrets from Django's database on their own threads,
+    hence a transactional database (committed rows are visible to every connection)."""
+
     def build(
         *,
         delays: tuple[float, ...] = (0.0,),
@@ -39,7 +43,12 @@ def make_worker(aws: str) -> Callable[..., Worker]:
             lease_seconds=lease,
             visibility_timeout=30,
             shutdown_grace=10,
-            client=DeliveryClient(connect_timeout=1.0, total_timeout=timeout, pool_size=4),
+            client=DeliveryClient(
+                connect_timeout=1.0,
+                total_timeout=timeout,
+                pool_size=4,
+                address_policy=AddressPolicy.from_cidrs(["127.0.0.0/8"]),  # the local vendor
+            ),
             policy=OutcomePolicy(parse_status_set(DEFAULT_RETRYABLE_STATUSES)),
             schedule=RetrySchedule(
                 delays=delays, max_attempts=max_attempts, max_age_seconds=86400, jitter=0.0

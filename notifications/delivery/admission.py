@@ -1,0 +1,68 @@
+"""Admission control inside one worker: which deliveries may start now.
+
+Two limits keep one bad vendor from holding up everyone else:
+- at most `max_per_host` deliveries in flight per target host, so a host that hangs until the
+  timeout occupies at most its share of the worker's slots;
+- at most `max_retries` in flight for messages that failed before, so a wave of retries can never
+  take the slots that first attempts need.
+
+A message that is not admitted is deferred, not held: the worker re-sends it as a new queue
+message after `defer_seconds` (a new message starts at receive count 0, so waiting never spends
+the budget that moves poison messages to the dead-letter queue). The deferral follows how long
+the host's deliveries take, so a hanging host's backlog is looked at about once per timeout
+instead of spinning.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+MIN_DEFER_SECONDS = 1.0
+MAX_DEFER_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Ticket:
+    host: str
+    retry: bool
+
+
+class Admission:
+    def __init__(self, *, max_per_host: int, max_retries: int) -> None:
+        self.max_per_host = max(1, max_per_host)
+        self.max_retries = max(1, max_retries)
+        self._lock = threading.Lock()
+        self._per_host: Counter[str] = Counter()
+        self._retries = 0
+        self._average_seconds: dict[str, float] = {}
+
+    def try_admit(self, host: str, *, retry: bool) -> Ticket | None:
+        with self._lock:
+            if self._per_host[host] >= self.max_per_host:
+                return None
+            if retry and self._retries >= self.max_retries:
+                return None
+            self._per_host[host] += 1
+            self._retries += int(retry)
+            return Ticket(host, retry)
+
+    def release(self, ticket: Ticket, *, seconds: float | None = None) -> None:
+        with self._lock:
+            self._per_host[ticket.host] -= 1
+            if self._per_host[ticket.host] <= 0:
+                del self._per_host[ticket.host]
+            self._retries -= int(ticket.retry)
+            if seconds is not None:  # exponentially weighted average of the host's call time
+                previous = self._average_seconds.get(ticket.host, seconds)
+                self._average_seconds[ticket.host] = 0.7 * previous + 0.3 * seconds
+
+    def defer_seconds(self, host: str) -> float:
+        with self._lock:
+            typical = self._average_seconds.get(host, MIN_DEFER_SECONDS)
+        return min(MAX_DEFER_SECONDS, max(MIN_DEFER_SECONDS, typical))
+
+    def in_flight(self, host: str) -> int:
+        with self._lock:
+            return self._per_host[host]

@@ -1,0 +1,35 @@
+"""Admission limits (pure unit)."""
+
+from notifications.delivery.admission import MAX_DEFER_SECONDS, MIN_DEFER_SECONDS, Admission
+
+
+def test_per_host_limit_and_release():
+    admission = Admission(max_per_host=2, max_retries=10)
+    first = admission.try_admit("slow.example", retry=False)
+    second = admission.try_admit("slow.example", retry=False)
+    assert first and second
+    assert admission.try_admit("slow.example", retry=False) is None
+    assert admission.try_admit("fast.example", retry=False) is not None
+    admission.release(first)
+    assert admission.try_admit("slow.example", retry=False) is not None
+
+
+def test_retries_get_a_bounded_share_and_first_attempts_are_never_blocked_by_them():
+    admission = Admission(max_per_host=100, max_retries=2)
+    retries = [admission.try_admit(f"h{n}", retry=True) for n in range(2)]
+    assert all(retries)
+    assert admission.try_admit("h9", retry=True) is None
+    assert admission.try_admit("h9", retry=False) is not None
+    admission.release(retries[0])
+    assert admission.try_admit("h9", retry=True) is not None
+
+
+def test_deferral_follows_the_hosts_call_time():
+    admission = Admission(max_per_host=1, max_retries=1)
+    assert admission.defer_seconds("new.example") == MIN_DEFER_SECONDS
+    for _ in range(20):
+        admission.release(admission.try_admit("hang.example", retry=False), seconds=30.0)
+    assert 25 <= admission.defer_seconds("hang.example") <= 30
+    for _ in range(20):
+        admission.release(admission.try_admit("hang.example", retry=False), seconds=900.0)
+    assert admission.defer_seconds("hang.example") == MAX_DEFER_SECONDS
