@@ -134,6 +134,8 @@ DELIVERY_LEASE_SECONDS = max(
 DELIVERY_RETRYABLE_STATUSES = env.str("DELIVERY_RETRYABLE_STATUSES", default="408,425,429,500-599")
 # SSRF guard: networks that deliveries may reach although they are not globally routable.
 DELIVERY_ALLOWED_NETWORKS = env.list("DELIVERY_ALLOWED_NETWORKS", default=[])
+# CA bundle for verifying targets' certificates (default: the system's / certifi's).
+DELIVERY_CA_BUNDLE = env.str("DELIVERY_CA_BUNDLE", default="") or None
 # Fairness: deliveries in flight per target host, and the share of a worker's slots that retries
 # may occupy, so one slow vendor or a wave of retries cannot hold up everyone else.
 DELIVERY_MAX_PER_HOST = env.int("DELIVERY_MAX_PER_HOST", default=8)

@@ -97,6 +97,7 @@ class Worker:
                 total_timeout=settings.DELIVERY_TIMEOUT,
                 pool_size=concurrency,
                 address_policy=AddressPolicy.from_cidrs(settings.DELIVERY_ALLOWED_NETWORKS),
+                ca_certs=settings.DELIVERY_CA_BUNDLE,
             ),
             admission=Admission(
                 max_per_host=settings.DELIVERY_MAX_PER_HOST,

@@ -83,9 +83,13 @@ class DeliveryClient:
         pool_size: int,
         address_policy: AddressPolicy | None = None,
         resolver: Resolver = system_resolver,
+        ca_certs: str | None = None,
     ) -> None:
         self.timeout = urllib3.Timeout(total=total_timeout, connect=connect_timeout)
-        self.pool = urllib3.PoolManager(num_pools=256, maxsize=pool_size, block=False)
+        tls = {"ca_certs": ca_certs} if ca_certs else {}
+        self.pool = urllib3.PoolManager(
+            num_pools=256, maxsize=pool_size, block=False, cert_reqs="CERT_REQUIRED", **tls
+        )
         self.address_policy = address_policy or AddressPolicy()
         self.resolver = resolver
 
