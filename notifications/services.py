@@ -490,7 +490,7 @@ def messages_reconcile(
     threshold = format_timestamp(now - timedelta(seconds=older_than))
     stamp = format_timestamp(now)
 
-    for message in list(store.iter_status(Status.PENDING)):
+    for message in store.iter_status(Status.PENDING):
         if message.created_at >= threshold:
             continue
         counts["pending_found"] += 1
@@ -508,7 +508,7 @@ def messages_reconcile(
         )
         counts["pending_queued" if queued.status != Status.PENDING else "errors"] += 1
 
-    for message in list(store.iter_status(Status.PROCESSING)):
+    for message in store.iter_status(Status.PROCESSING):
         if not message.lease_expires_at or message.lease_expires_at >= stamp:
             continue
         counts["expired_leases_found"] += 1
@@ -535,7 +535,7 @@ def messages_reconcile(
         except AWSUnavailable:
             counts["errors"] += 1
 
-    for message in list(store.iter_status(Status.QUEUED)):
+    for message in store.iter_status(Status.QUEUED):
         if not message.next_attempt_at or message.next_attempt_at >= threshold:
             continue
         counts["overdue_queued_found"] += 1
@@ -571,7 +571,7 @@ def messages_requeue_failed(
     host = target_host.lower() if target_host else None
     counts: Counter[str] = Counter()
     ids: list[str] = []
-    for message in list(store.iter_status(Status.FAILED)):
+    for message in store.iter_status(Status.FAILED):
         if not low <= message.updated_at < high or (host and message.request.host != host):
             continue
         counts["matched"] += 1
