@@ -40,9 +40,16 @@ class SerializedDynamoDB:
         return self.app(environ, start_response)
 
 
+class QuietRequestHandler(MotoRequestHandler):
+    """No access log: workers long-poll SQS all the time, which would flood the terminal."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 def build_server(host: str, port: int) -> BaseWSGIServer:
     app = SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
-    return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    return make_server(host, port, app, threaded=True, request_handler=QuietRequestHandler)
 
 
 class StandinThread:
