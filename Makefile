@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint browser bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,11 +15,22 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(BIN)/python scripts/devstack.py
 
+# Throughput, latency, AWS calls and CPU per message, fairness; see scripts/bench.py.
+# BENCH_MESSAGES=300 by default; results also go to bench-results/bench.json.
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# The operator console's browser tests drive Debian's Chromium (Playwright cannot download one here).
+browser:
+	@command -v chromium >/dev/null || { \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium; }
+
+test: lint browser
 	$(BIN)/python -m pytest
 
 clean:

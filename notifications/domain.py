@@ -156,3 +156,24 @@ class Attempt:
     error: str | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     response_snippet: str = ""
+
+
+@dataclass(frozen=True)
+class FailureNote:
+    """One failure as the operator dashboard shows it: which message, when, where, why."""
+
+    message_id: str
+    at: str
+    target_host: str
+    producer_id: str
+    error: str
+
+
+@dataclass(frozen=True)
+class DeliveryStatistics:
+    """Aggregates the store keeps up to date (see `store`): counts per status, the latest
+    failures (newest first) and failures per target host over a recent window."""
+
+    counts: dict[Status, int]
+    recent_failures: list[FailureNote]
+    failures_by_host: dict[str, int]

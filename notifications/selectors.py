@@ -5,13 +5,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import threading
 import time
+from dataclasses import dataclass
 
-from notifications.domain import Attempt, Message, Status
-from notifications.models import SigningSecret
-from notifications.services import MessageNotFound
+from notifications.clock import Clock, system_clock
+from notifications.delivery.http import outgoing_headers
+from notifications.domain import Attempt, FailureNote, Message, Status
+from notifications.models import Producer, SigningSecret
+from notifications.queue import WorkQueue, default_queue
+from notifications.services import MessageNotFound, message_id_for
 from notifications.store import MessageStore, default_store
+from notifications.validation import mask_headers
 
 
 class InvalidCursor(ValueError):
@@ -90,3 +96,172 @@ class SigningSecretCache:
         with self._lock:
             self._entries[producer_id] = (now, secrets)
         return secrets
+
+
+# -- operator console ------------------------------------------------------------------------------
+
+
+def producer_names() -> dict[str, str]:
+    """Producer names by the id stored on messages (`prd_<pk>`)."""
+    return {f"prd_{pk}": name for pk, name in Producer.objects.values_list("pk", "name")}
+
+
+@dataclass(frozen=True)
+class RecentFailure:
+    note: FailureNote
+    status_now: Status | None  # None when the message no longer exists
+
+
+@dataclass(frozen=True)
+class DashboardSummary:
+    counts: list[tuple[Status, int]]  # in lifecycle order
+    total: int
+    queue_depth: dict[str, int]
+    recent_failures: list[RecentFailure]
+    top_failing_hosts: list[tuple[str, int]]
+    window_hours: int
+
+
+def dashboard_summary(
+    *,
+    window_hours: int = 24,
+    recent: int = 10,
+    hosts: int = 10,
+    store: MessageStore | None = None,
+    queue: WorkQueue | None = None,
+    clock: Clock = system_clock,
+) -> DashboardSummary:
+    """Everything the dashboard shows, from the store's maintained statistics (a few batch reads
+    whatever the size of the table; see `store` "statistics"), the current status of the recent
+    failures (one batch read) and the queue depths (two SQS calls)."""
+    store = store or default_store()
+    queue = queue or default_queue()
+    statistics = store.statistics(now=clock.now(), hours=window_hours, recent=recent)
+    notes = statistics.recent_failures
+    status_now = store.current_statuses(note.message_id for note in notes) if notes else {}
+    counts = [(status, statistics.counts.get(status, 0)) for status in Status]
+    return DashboardSummary(
+        counts=counts,
+        total=sum(count for _, count in counts),
+        queue_depth=queue.depth(),
+        recent_failures=[RecentFailure(note, status_now.get(note.message_id)) for note in notes],
+        top_failing_hosts=list(statistics.failures_by_host.items())[:hosts],
+        window_hours=window_hours,
+    )
+
+
+@dataclass(frozen=True)
+class MessageBrowsePage:
+    messages: list[Message]
+    older_cursor: str | None = None
+    newer_cursor: str | None = None
+    exact_match: bool = False  # the search named messages by id or idempotency key
+
+
+_HOST = re.compile(r"^\[?[A-Za-z0-9.:-]+\]?$")  # host names, IPv4 and IPv6 literals
+
+
+def _browse_cursor(direction: str, position: str) -> str:
+    raw = json.dumps({direction: position}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_browse_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        ((direction, position),) = data.items()
+    except (binascii.Error, ValueError, TypeError, AttributeError):
+        raise InvalidCursor("The cursor is not one this page gave.") from None
+    if direction not in ("before", "after") or not isinstance(position, str) or not position:
+        raise InvalidCursor("The cursor is not one this page gave.")
+    return direction, position
+
+
+def message_browse(
+    *,
+    status: Status | None = None,
+    producer_id: str | None = None,
+    search: str = "",
+    cursor: str | None = None,
+    limit: int = 50,
+    store: MessageStore | None = None,
+) -> MessageBrowsePage:
+    """The operator's message list, newest first, with "older" and "newer" cursors.
+
+    `search` is a message id or an idempotency key (direct reads: the id of a keyed message is
+    derived from its producer and key, so each producer costs one key in a BatchGetItem), or else
+    a target host (a filter over the index pages; see `MessageStore.list_messages`).
+    Raises InvalidCursor for a cursor this function did not make.
+    """
+    store = store or default_store()
+    search = search.strip()
+    if search:
+        producers = [producer_id] if producer_id else list(producer_names())
+        candidates = [search] + [
+            message_id_for(producer_id=producer, idempotency_key=search) for producer in producers
+        ]
+        found = [
+            message
+            for message in store.get_many(candidates)
+            if (message.id == search or message.idempotency_key == search)
+            and (status is None or message.status == status)
+            and (producer_id is None or message.producer_id == producer_id)
+        ]
+        if found:
+            found.sort(key=store.position, reverse=True)
+            return MessageBrowsePage(found, exact_match=True)
+        if not _HOST.match(search):
+            return MessageBrowsePage([])
+    filters = {
+        "status": status,
+        "producer_id": producer_id,
+        "target_host": search.strip("[]").lower() or None,
+    }
+    direction, position = _read_browse_cursor(cursor) if cursor else ("before", "")
+    if direction == "after":
+        messages, has_newer = store.list_messages_newer(**filters, limit=limit, after=position)
+        older = _browse_cursor("before", store.position(messages[-1])) if messages else None
+        newer = (
+            _browse_cursor("after", store.position(messages[0])) if messages and has_newer else None
+        )
+        return MessageBrowsePage(messages, older, newer)
+    messages, next_before = store.list_messages(**filters, limit=limit, before=position or None)
+    older = _browse_cursor("before", next_before) if next_before else None
+    newer = _browse_cursor("after", store.position(messages[0])) if position and messages else None
+    return MessageBrowsePage(messages, older, newer)
+
+
+@dataclass(frozen=True)
+class MessageDetail:
+    message: Message
+    attempts: list[Attempt]
+    headers_as_sent: dict[str, str]  # secrets masked
+    body: str  # JSON bodies indented
+
+
+def message_detail(*, message_id: str, store: MessageStore | None = None) -> MessageDetail:
+    """A message for an operator: the request as the worker will send it (secret-looking header
+    values masked), its attempts in order. Raises MessageNotFound."""
+    message, attempts = message_get(message_id=message_id, store=store)
+    body = message.request.body or ""
+    if message.request.body_is_json and body:
+        try:
+            body = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+        except ValueError:
+            pass  # shown as stored
+    return MessageDetail(
+        message=message,
+        attempts=sorted(attempts, key=lambda attempt: attempt.number),
+        headers_as_sent=mask_headers(outgoing_headers(message.request, message.id)),
+        body=body,
+    )
+
+
+def messages_by_id(
+    message_ids: list[str], *, store: MessageStore | None = None
+) -> list[tuple[str, Message | None]]:
+    """Each id with its message (None when there is none), in the order given."""
+    store = store or default_store()
+    found = {message.id: message for message in store.get_many(message_ids)}
+    return [(message_id, found.get(message_id)) for message_id in dict.fromkeys(message_ids)]

@@ -609,3 +609,71 @@ def signing_secret_rotate(*, producer: Producer, retire_old: bool = False) -> st
         if retire_old:
             SigningSecret.objects.filter(producer=producer).exclude(pk=created.pk).delete()
     return created.secret
+
+
+def signing_secrets_retire_old(*, producer: Producer) -> int:
+    """Remove every signing secret of `producer` but the newest: the end of a rotation, once
+    receivers verify with the new secret. Returns how many were removed."""
+    newest = producer.signing_secrets.order_by("-created_at", "-id").first()
+    if newest is None:
+        return 0
+    deleted, _ = SigningSecret.objects.filter(producer=producer).exclude(pk=newest.pk).delete()
+    return deleted
+
+
+# -- operator console -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequeueReport:
+    """What an operator's requeue changed: the ids requeued, and the others by reason."""
+
+    requeued: list[str]
+    skipped: dict[str, list[str]]
+
+    def summary(self) -> str:
+        parts = [f"{len(self.requeued)} requeued"]
+        parts += [f"{len(ids)} skipped: {reason}" for reason, ids in self.skipped.items()]
+        return ", ".join(parts)
+
+
+def messages_requeue_selected(
+    *,
+    message_ids: list[str],
+    actor: str,
+    reason: str,
+    store: MessageStore | None = None,
+    queue: WorkQueue | None = None,
+    clock: Clock = system_clock,
+) -> RequeueReport:
+    """Requeue each selected message that is FAILED; report the others without changing them.
+    Each requeue is the guarded FAILED -> QUEUED, so the same selection submitted twice
+    requeues every message once."""
+    requeued: list[str] = []
+    skipped: dict[str, list[str]] = {}
+    for message_id in dict.fromkeys(message_ids):
+        try:
+            message_requeue(
+                message_id=message_id,
+                actor=actor,
+                reason=reason,
+                store=store,
+                queue=queue,
+                clock=clock,
+            )
+        except MessageNotFound:
+            skipped.setdefault("not found", []).append(message_id)
+        except InvalidState:
+            skipped.setdefault("not FAILED", []).append(message_id)
+        except AWSUnavailable:
+            skipped.setdefault("AWS unavailable, try again", []).append(message_id)
+        else:
+            requeued.append(message_id)
+    return RequeueReport(requeued, skipped)
+
+
+def status_counters_recount(*, store: MessageStore | None = None) -> dict[Status, int]:
+    """Reset the dashboard's status counters to exact counts (after a lost counter update, or
+    on a table that holds messages from before the counters). Reads every index item once; run
+    it when traffic is low, since changes made while it runs can be missed."""
+    return (store or default_store()).recount_status_counters()

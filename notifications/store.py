@@ -14,6 +14,10 @@ the index attributes, so attempt items never appear in the indexes (sparse).
 
 Every status change is one conditional UpdateItem naming the expected current status; a failed
 condition comes back as `TransitionConflict` carrying the item as it is (ALL_OLD).
+
+Statistics for the operator dashboard live in the same table as small aggregate items
+(pk = `STATS#...`, sk = `STATS`), kept up to date right after each successful message write; see
+"statistics" below for why, and what they cost.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -32,12 +39,18 @@ from notifications import aws
 from notifications.domain import (
     Attempt,
     DeliveryRequest,
+    DeliveryStatistics,
+    FailureNote,
     HistoryEntry,
     Message,
     Status,
     TransitionConflict,
     check_transition,
+    format_timestamp,
+    parse_timestamp,
 )
+
+logger = logging.getLogger(__name__)
 
 MESSAGE_SK = "MESSAGE"
 ATTEMPT_SK_PREFIX = "ATTEMPT#"
@@ -45,6 +58,14 @@ STATUS_INDEX = "status-index"
 PRODUCER_INDEX = "producer-index"
 # Fixed for the life of a table: changing it would hide items written under the old shard count.
 INDEX_SHARDS = 8
+
+STATS_SK = "STATS"
+# Failures kept per shard for "the most recent failures" (the newest N overall are always among
+# the newest N of each shard).
+RECENT_FAILURE_SLOTS = 10
+# Hourly failure items expire (DynamoDB TTL on `expires_at`) well after the window they serve.
+FAILURE_LOG_RETENTION = timedelta(hours=48)
+BATCH_GET_LIMIT = 100
 
 # Fields a transition may change besides status and history.
 MUTABLE_FIELDS = frozenset(
@@ -187,6 +208,15 @@ def _item_to_attempt(item: Mapping[str, Any]) -> Attempt:
     )
 
 
+def format_hour(moment: datetime) -> str:
+    """The UTC hour bucket of a moment, as the prefix of its timestamp: `2026-11-25T14`."""
+    return format_timestamp(moment)[:13]
+
+
+def parse_hour(text: str) -> datetime:
+    return parse_timestamp(f"{text}:00:00.000000Z")
+
+
 def _is_condition_failure(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -202,8 +232,11 @@ class MessageStore:
         return aws.dynamodb()
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        return self._call_client(operation, TableName=self.table_name, **kwargs)
+
+    def _call_client(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            return getattr(self._client, operation)(TableName=self.table_name, **kwargs)
+            return getattr(self._client, operation)(**kwargs)
         except ClientError as error:
             if _is_condition_failure(error):
                 raise
@@ -260,6 +293,10 @@ class MessageStore:
         self._client.get_waiter("table_exists").wait(
             TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
         )
+        self._client.update_time_to_live(
+            TableName=self.table_name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+        )
         return True
 
     # -- messages ---------------------------------------------------------------------------
@@ -285,6 +322,7 @@ class MessageStore:
                     "DynamoDB PutItem condition failed without item"
                 ) from error
             raise MessageExists(existing_message) from error
+        self._record_arrival(message, previous=None)
 
     def get(self, message_id: str) -> Message | None:
         response = self._call(
@@ -402,36 +440,50 @@ class MessageStore:
             raise TransitionConflict(
                 message_id, expected, _item_to_message(current) if current else None
             ) from error
-        return _item_to_message(response["Attributes"])
+        updated = _item_to_message(response["Attributes"])
+        if target != expected:
+            self._record_arrival(updated, previous=expected)
+        return updated
 
     # -- listings ---------------------------------------------------------------------------
+
+    @staticmethod
+    def position(message: Message) -> str:
+        """A message's place in the newest-first listings (what `before` and `after` take)."""
+        return f"{message.created_at}#{message.id}"
+
+    @staticmethod
+    def _listing(
+        status: Status | None, producer_id: str | None, target_host: str | None
+    ) -> tuple[str, str, list[str], dict[str, str]]:
+        """Index, its key attribute, the partitions to read and the filters for a listing.
+        A target host is a filter (it reads and discards other hosts' items: fine for an
+        operator's search, not for a hot path)."""
+        filters = {"target_host": target_host} if target_host else {}
+        if producer_id is not None:
+            partitions = [f"{producer_id}#{n}" for n in range(INDEX_SHARDS)]
+            if status:
+                filters["status"] = status.value
+            return PRODUCER_INDEX, "gsi_producer", partitions, filters
+        statuses = [status] if status is not None else list(Status)
+        partitions = [f"{s.value}#{n}" for s in statuses for n in range(INDEX_SHARDS)]
+        return STATUS_INDEX, "gsi_status", partitions, filters
 
     def list_messages(
         self,
         *,
         status: Status | None = None,
         producer_id: str | None = None,
+        target_host: str | None = None,
         limit: int = 50,
         before: str | None = None,
     ) -> tuple[list[Message], str | None]:
-        """Messages newest first, optionally of one status and/or one producer.
+        """Messages newest first, optionally of one status, one producer and/or one target host.
 
         `before` is the `gsi_created` key of the last message of the previous page; the second value
         returned is the key to pass for the next page, or None when there is none.
         """
-        if producer_id is not None:
-            index, key_attr = PRODUCER_INDEX, "gsi_producer"
-            partitions = [f"{producer_id}#{n}" for n in range(INDEX_SHARDS)]
-            filters = {"status": status.value} if status else {}
-        elif status is not None:
-            index, key_attr = STATUS_INDEX, "gsi_status"
-            partitions = [f"{status.value}#{n}" for n in range(INDEX_SHARDS)]
-            filters = {}
-        else:
-            index, key_attr = STATUS_INDEX, "gsi_status"
-            partitions = [f"{s.value}#{n}" for s in Status for n in range(INDEX_SHARDS)]
-            filters = {}
-
+        index, key_attr, partitions, filters = self._listing(status, producer_id, target_host)
         pages = [
             self._query_newest(index, key_attr, value, limit=limit, before=before, filters=filters)
             for value in partitions
@@ -449,6 +501,31 @@ class MessageStore:
         next_before = page[-1]["gsi_created"]["S"] if page and has_more else None
         return [_item_to_message(item) for item in page], next_before
 
+    def list_messages_newer(
+        self,
+        *,
+        status: Status | None = None,
+        producer_id: str | None = None,
+        target_host: str | None = None,
+        limit: int = 50,
+        after: str,
+    ) -> tuple[list[Message], bool]:
+        """The `limit` messages just newer than `after` (a `position`), newest first, and whether
+        there are newer ones still: the "newer" direction of cursor pagination."""
+        index, key_attr, partitions, filters = self._listing(status, producer_id, target_host)
+        pages = [
+            self._query_newest(
+                index, key_attr, value, limit=limit, before=None, after=after, filters=filters
+            )
+            for value in partitions
+        ]
+        merged = list(
+            heapq.merge(*(items for items, _ in pages), key=lambda item: item["gsi_created"]["S"])
+        )
+        has_more = any(more for _, more in pages) or len(merged) > limit
+        page = list(reversed(merged[:limit]))
+        return [_item_to_message(item) for item in page], has_more
+
     def iter_status(self, status: Status, *, page_size: int = 100) -> Iterable[Message]:
         """Every message currently in `status`, newest first (for reconciliation and counts)."""
         before: str | None = None
@@ -459,25 +536,28 @@ class MessageStore:
                 return
 
     def count_status(self, status: Status) -> int:
-        """Exact count of one status: a COUNT query per shard (reads the index, returns no items)."""
+        """Exact count of one status: a COUNT query per shard (reads the index, returns no items).
+        It reads every index item of the status (see "statistics" for the cost); the dashboard
+        uses the maintained counters instead."""
+        return sum(self._count_shard(status, shard) for shard in range(INDEX_SHARDS))
+
+    def _count_shard(self, status: Status, shard: int) -> int:
         total = 0
-        for shard in range(INDEX_SHARDS):
-            start: dict[str, Any] | None = None
-            while True:
-                extra = {"ExclusiveStartKey": start} if start else {}
-                response = self._call(
-                    "query",
-                    IndexName=STATUS_INDEX,
-                    KeyConditionExpression="gsi_status = :key",
-                    ExpressionAttributeValues=_serialize({":key": f"{status.value}#{shard}"}),
-                    Select="COUNT",
-                    **extra,
-                )
-                total += response.get("Count", 0)
-                start = response.get("LastEvaluatedKey")
-                if not start:
-                    break
-        return total
+        start: dict[str, Any] | None = None
+        while True:
+            extra = {"ExclusiveStartKey": start} if start else {}
+            response = self._call(
+                "query",
+                IndexName=STATUS_INDEX,
+                KeyConditionExpression="gsi_status = :key",
+                ExpressionAttributeValues=_serialize({":key": f"{status.value}#{shard}"}),
+                Select="COUNT",
+                **extra,
+            )
+            total += response.get("Count", 0)
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return total
 
     def _query_newest(
         self,
@@ -488,8 +568,10 @@ class MessageStore:
         limit: int,
         before: str | None,
         filters: Mapping[str, str],
+        after: str | None = None,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """Up to `limit` items of one index partition, newest first, strictly older than `before`.
+        """Up to `limit` items of one index partition, newest first, strictly older than `before`
+        (or, with `after`, oldest first, strictly newer than `after`).
         Returns the items and whether the partition has more."""
         names = {"#key": key_attr}
         values: dict[str, Any] = {":key": key_value}
@@ -498,6 +580,10 @@ class MessageStore:
             names["#created"] = "gsi_created"
             values[":before"] = before
             condition += " AND #created < :before"
+        if after:
+            names["#created"] = "gsi_created"
+            values[":after"] = after
+            condition += " AND #created > :after"
         extra: dict[str, Any] = {}
         if filters:
             clauses = []
@@ -518,7 +604,7 @@ class MessageStore:
                 KeyConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=_serialize(values),
-                ScanIndexForward=False,
+                ScanIndexForward=after is not None,
                 Limit=limit,
                 **extra,
             )
@@ -527,6 +613,188 @@ class MessageStore:
             if not start:
                 break
         return items[:limit], bool(start) or len(items) > limit
+
+    # -- statistics -------------------------------------------------------------------------
+    #
+    # The operator dashboard shows counts per status, the latest failures and the target hosts
+    # that failed most over the last 24 hours. DynamoDB has no cheap way to compute those from the
+    # messages themselves: a COUNT query reads (and bills) every index item it counts, about
+    # items x 1.5 KB / 4 KB x 0.5 RCU, so ~1,900 RCU for 10,000 messages and ~1.9 million RCU
+    # (minutes of 1 MB pages) for 10 million, and COMPLETED only ever grows. (On the embedded
+    # stand-in it is worse: every index query walks the whole table, ~0.1 s per query at 10,000
+    # messages, and the dashboard would need 40 of them.)
+    #
+    # So the store keeps small aggregate items up to date right after each successful message
+    # write (the only two writes that set a status: `put_new` and `transition`):
+    #   STATS#COUNTS#<shard>               one number per status (ADD -1 old, +1 new)
+    #   STATS#FAILED#<UTC hour>#<shard>    failures per target host in that hour (ADD +1)
+    #   STATS#RECENT#<shard>               the shard's last RECENT_FAILURE_SLOTS failures (a ring)
+    # sharded like the indexes, by the message's shard, so no aggregate item takes more than an
+    # eighth of the writes. Cost on a real table: one more UpdateItem (~1 WCU) per status change,
+    # two more per failure (~2-4 WCU); a dashboard read is 3 BatchGetItem calls for 216 small
+    # items (~110 RCU), whatever the size of the table.
+    #
+    # The aggregates are updated after, not atomically with, the message write: a transaction would
+    # double the cost of every status change and make concurrent status changes conflict on the
+    # shared counter items. A crash or AWS fault between the two writes leaves a count off by one
+    # (logged); `recount_status_counters` (command `recount_statuses`) repairs the counts. The
+    # failure items are windowed and heal by themselves.
+
+    def _record_arrival(self, message: Message, *, previous: Status | None) -> None:
+        """Count a message that just entered `message.status` (best effort, never raises)."""
+        shard = _shard(message.id)
+        failed = message.status == Status.FAILED
+        names = {"#to": message.status.value}
+        values: dict[str, Any] = {":one": 1}
+        expression = "ADD #to :one"
+        if previous is not None:
+            names["#from"] = previous.value
+            values[":minus_one"] = -1
+            expression += ", #from :minus_one"
+        if failed:
+            expression += ", failure_sequence :one"
+        try:
+            response = self._call(
+                "update_item",
+                Key=_serialize({"pk": f"STATS#COUNTS#{shard}", "sk": STATS_SK}),
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_serialize(values),
+                ReturnValues="UPDATED_NEW" if failed else "NONE",
+            )
+            if failed:
+                sequence = int(_deserialize(response["Attributes"])["failure_sequence"])
+                self._record_failure(message, shard=shard, sequence=sequence)
+        except aws.AWSUnavailable as error:
+            logger.warning(
+                "statistics not updated for %s (%s -> %s): %s",
+                message.id,
+                previous,
+                message.status,
+                error,
+            )
+
+    def _record_failure(self, message: Message, *, shard: int, sequence: int) -> None:
+        failed_at = message.updated_at
+        expires = parse_hour(failed_at[:13]) + FAILURE_LOG_RETENTION
+        self._call(
+            "update_item",
+            Key=_serialize({"pk": f"STATS#FAILED#{failed_at[:13]}#{shard}", "sk": STATS_SK}),
+            UpdateExpression="ADD #host :one SET expires_at = :expires",
+            ExpressionAttributeNames={"#host": f"host:{message.request.host}"},
+            ExpressionAttributeValues=_serialize({":one": 1, ":expires": int(expires.timestamp())}),
+        )
+        note = {
+            "message_id": message.id,
+            "at": failed_at,
+            "target_host": message.request.host,
+            "producer_id": message.producer_id,
+            "error": (message.last_error or "")[:300],
+        }
+        self._call(
+            "update_item",
+            Key=_serialize({"pk": f"STATS#RECENT#{shard}", "sk": STATS_SK}),
+            UpdateExpression="SET #slot = :note",
+            ExpressionAttributeNames={"#slot": f"slot{sequence % RECENT_FAILURE_SLOTS}"},
+            ExpressionAttributeValues=_serialize({":note": note}),
+        )
+
+    def statistics(self, *, now: datetime, hours: int = 24, recent: int = 10) -> DeliveryStatistics:
+        """Counts per status, the `recent` latest failures and failures per target host in the
+        last `hours` hours (whole UTC hours: the current one and the `hours` before it)."""
+        shards = range(INDEX_SHARDS)
+        hour_keys = [format_hour(now - timedelta(hours=back)) for back in range(hours + 1)]
+        keys = (
+            [f"STATS#COUNTS#{shard}" for shard in shards]
+            + [f"STATS#RECENT#{shard}" for shard in shards]
+            + [f"STATS#FAILED#{hour}#{shard}" for hour in hour_keys for shard in shards]
+        )
+        items = self._batch_get([{"pk": key, "sk": STATS_SK} for key in keys])
+        counts = dict.fromkeys(Status, 0)
+        notes: list[FailureNote] = []
+        by_host: Counter[str] = Counter()
+        for item in items:
+            data = _deserialize(item)
+            kind = data["pk"].split("#")[1]
+            if kind == "COUNTS":
+                for status in Status:
+                    counts[status] += int(data.get(status.value, 0))
+            elif kind == "RECENT":
+                notes.extend(
+                    FailureNote(**value) for name, value in data.items() if name.startswith("slot")
+                )
+            elif kind == "FAILED":
+                for name, value in data.items():
+                    if name.startswith("host:"):
+                        by_host[name[len("host:") :]] += int(value)
+        notes.sort(key=lambda note: (note.at, note.message_id), reverse=True)
+        return DeliveryStatistics(
+            counts={status: max(0, count) for status, count in counts.items()},
+            recent_failures=notes[:recent],
+            failures_by_host=dict(by_host.most_common()),
+        )
+
+    def recount_status_counters(self) -> dict[Status, int]:
+        """Set the status counters to exact COUNT query results (repair after a lost update).
+        Costs what `count_status` costs for every status. Changes made while it runs can be
+        missed, so run it when traffic is low. Returns the new totals."""
+        totals = dict.fromkeys(Status, 0)
+        for shard in range(INDEX_SHARDS):
+            counts = {status: self._count_shard(status, shard) for status in Status}
+            self._call(
+                "update_item",
+                Key=_serialize({"pk": f"STATS#COUNTS#{shard}", "sk": STATS_SK}),
+                UpdateExpression="SET " + ", ".join(f"#s{n} = :s{n}" for n in range(len(Status))),
+                ExpressionAttributeNames={f"#s{n}": s.value for n, s in enumerate(Status)},
+                ExpressionAttributeValues=_serialize(
+                    {f":s{n}": counts[s] for n, s in enumerate(Status)}
+                ),
+            )
+            for status, count in counts.items():
+                totals[status] += count
+        return totals
+
+    def get_many(self, message_ids: Iterable[str]) -> list[Message]:
+        """The messages that exist among `message_ids` (one BatchGetItem per 100), in no order."""
+        keys = [{"pk": message_id, "sk": MESSAGE_SK} for message_id in dict.fromkeys(message_ids)]
+        return [_item_to_message(item) for item in self._batch_get(keys)]
+
+    def current_statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
+        """The status of each existing message among `message_ids`, reading nothing else."""
+        keys = [{"pk": message_id, "sk": MESSAGE_SK} for message_id in dict.fromkeys(message_ids)]
+        items = self._batch_get(keys, projection="pk, #status", names={"#status": "status"})
+        return {item["pk"]["S"]: Status(item["status"]["S"]) for item in items}
+
+    def _batch_get(
+        self,
+        keys: list[dict[str, str]],
+        *,
+        projection: str | None = None,
+        names: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """BatchGetItem in chunks of 100, retrying unprocessed keys (eventually consistent)."""
+        items: list[dict[str, Any]] = []
+        extra: dict[str, Any] = {}
+        if projection:
+            extra["ProjectionExpression"] = projection
+        if names:
+            extra["ExpressionAttributeNames"] = dict(names)
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            pending: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [_serialize(key) for key in keys[start : start + BATCH_GET_LIMIT]],
+                    **extra,
+                }
+            }
+            for _ in range(5):
+                response = self._call_client("batch_get_item", RequestItems=pending)
+                items.extend(response.get("Responses", {}).get(self.table_name, []))
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+            if pending:
+                raise aws.AWSUnavailable("DynamoDB BatchGetItem left keys unprocessed")
+        return items
 
 
 _stores: dict[str, MessageStore] = {}

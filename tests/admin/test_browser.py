@@ -1,0 +1,231 @@
+"""The operator console in a real browser (Debian's Chromium, headless, driven by Playwright),
+against a live Django server, the moto-backed store, a real Worker on a thread and a local
+vendor that fails first and recovers later.
+
+An operator logs in, checks that the dashboard counts match the API, filters FAILED, opens a
+message, requeues it and watches it reach COMPLETED. Screenshots of the dashboard, the list and
+the message go to test-artifacts/ (with HERALD_UPDATE_DOCS=1, the dashboard also to docs/).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.contrib.admin.models import LogEntry
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from notifications.domain import Status
+from notifications.worker import Worker
+from tests.admin.conftest import make_user
+from tests.factories import make_producer
+from tests.vendor import Answer
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "a-long-test-password"
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Headless Chromium. Opened inside the test, after the database work: Playwright's sync API
+    runs an event loop on this thread, and Django refuses ORM calls while one runs."""
+    # Never skipped: .ci/run installs Debian's chromium when it is missing.
+    assert shutil.which(CHROMIUM), f"{CHROMIUM} is missing: apt-get install chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def running_worker(make_worker: Callable[..., Worker]) -> Iterator[Worker]:
+    """A real Worker consuming the queue on a background thread, like `run_worker` does."""
+    worker = make_worker(delays=(60.0,), max_attempts=3)
+    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
+    thread.start()
+    yield worker
+    worker.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+class Api:
+    def __init__(self, base: str, key: str) -> None:
+        self.base = f"{base}/api/v1/messages"
+        self.headers = {"Authorization": f"Bearer {key}"}
+
+    def submit(self, url: str, **fields: Any) -> str:
+        payload = {
+            "target_url": url,
+            "headers": {"Authorization": "Bearer vendor-secret-token", "X-Campaign": "autumn"},
+            "body": {"event": "signup"},
+            **fields,
+        }
+        response = requests.post(self.base, json=payload, headers=self.headers, timeout=30)
+        assert response.status_code == 202, response.text
+        return response.json()["id"]
+
+    def count(self, status: Status) -> int:
+        total, cursor = 0, None
+        while True:
+            params = {
+                "status": status.value,
+                "limit": 100,
+                **({"cursor": cursor} if cursor else {}),
+            }
+            page = requests.get(self.base, params=params, headers=self.headers, timeout=30).json()
+            total += len(page["results"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                return total
+
+    def counts(self) -> dict[str, int]:
+        return {status.value: self.count(status) for status in Status}
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def dashboard_counts(page: Page) -> dict[str, int]:
+    rows = page.locator("tr.status-count")
+    return {
+        rows.nth(n).get_attribute("data-status"): int(rows.nth(n).locator("td.count").inner_text())
+        for n in range(rows.count())
+    }
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if name == "dashboard" and os.environ.get("HERALD_UPDATE_DOCS") == "1":
+        page.screenshot(path=str(ROOT / "docs" / "dashboard.png"), full_page=True)
+
+
+def test_operator_requeues_a_failed_message_and_sees_it_delivered(
+    live_server, transactional_db, aws, vendor, settings, running_worker
+):
+    settings.DELIVERY_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # the local vendor, past the SSRF guard
+    producer, key = make_producer("signup-service")
+    operator = make_user("olivia", permissions=("view_message", "requeue_message"))
+    api = Api(live_server.url, key)
+
+    # The vendor behind /conversions is down (410) for the first three calls, then recovers.
+    down = vendor.script("/conversions", *[Answer(410, body=b"gone")] * 3, then=Answer(200))
+    fine = vendor.script("/contacts", then=Answer(201))
+    busy = vendor.script("/inventory", then=Answer(503, body=b"maintenance"))
+    failed_ids = [api.submit(down, metadata={"user": n}) for n in range(3)]
+    completed_ids = [api.submit(fine) for _ in range(4)]
+    retrying_id = api.submit(busy)
+    wait_for(
+        lambda: (
+            api.count(Status.FAILED) == 3
+            and api.count(Status.COMPLETED) == 4
+            and api.count(Status.QUEUED) == 1
+        ),
+        "the first deliveries",
+    )
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(20_000)
+
+        # Log in; the admin index links the console.
+        page.goto(f"{live_server.url}/admin/")
+        page.fill("#id_username", operator.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        expect(page.locator("#herald-console-links")).to_contain_text("Herald operations")
+        page.click("#herald-console-links >> text=Dashboard")
+
+        # Dashboard: counts match the API, queue depth, failures.
+        expect(page.locator("h1")).to_have_text("Herald dashboard")
+        assert (
+            dashboard_counts(page)
+            == api.counts()
+            == {
+                "PENDING": 0,
+                "QUEUED": 1,
+                "PROCESSING": 0,
+                "COMPLETED": 4,
+                "FAILED": 3,
+            }
+        )
+        expect(page.locator("svg.herald-chart g.chart-row")).to_have_count(5)
+        expect(page.locator('[data-depth="delayed"] strong')).to_have_text("1")  # the 503 retry
+        expect(page.locator("#recent-failures tbody tr")).to_have_count(3)
+        expect(page.locator("#failing-hosts")).to_contain_text("127.0.0.1")
+        screenshot(page, "dashboard")
+
+        # The list, filtered to FAILED.
+        page.click("text=Browse messages")
+        page.click("#changelist-filter >> text=FAILED")
+        rows = page.locator("tr.message-row")
+        expect(rows).to_have_count(3)
+        assert {rows.nth(n).get_attribute("data-status") for n in range(3)} == {"FAILED"}
+        assert {rows.nth(n).get_attribute("data-message-id") for n in range(3)} == set(failed_ids)
+        screenshot(page, "message-list")
+
+        # One message: masked secret, the failed attempt, then requeue with a reason.
+        chosen = rows.first.get_attribute("data-message-id")
+        rows.first.locator("th a").click()
+        expect(page.locator("#message-status")).to_have_text("FAILED")
+        expect(page.locator("#message-request")).to_contain_text("********")
+        expect(page.locator("#message-request")).not_to_contain_text("vendor-secret-token")
+        expect(page.locator("#message-attempts")).to_contain_text("HTTP 410")
+        screenshot(page, "message-detail")
+        page.click("#requeue-button")
+        expect(page.locator("#requeue-targets")).to_contain_text(chosen)
+        page.fill("textarea[name=reason]", "conversions API is back")
+        page.click("#confirm-requeue")
+        expect(page.locator("ul.messagelist")).to_contain_text("1 requeued.")
+        expect(page.locator("#requeue-button")).to_have_count(0)
+
+        # The vendor has recovered: the worker delivers it.
+        deadline = time.monotonic() + 30
+        while page.locator("#message-status").inner_text() != "COMPLETED":
+            assert time.monotonic() < deadline, "the requeued message did not complete"
+            time.sleep(0.5)
+            page.reload()
+        timeline = page.locator("#message-history")
+        expect(timeline).to_contain_text(f"operator:{operator.username}")
+        expect(timeline).to_contain_text("conversions API is back")
+        expect(page.locator("#message-attempts tbody tr")).to_have_count(2)
+        screenshot(page, "message-detail-completed")
+
+        # Back on the dashboard, the counts still match the API.
+        page.goto(f"{live_server.url}/admin/herald/dashboard/")
+        assert dashboard_counts(page) == api.counts()
+        assert dashboard_counts(page)["COMPLETED"] == 5
+        assert dashboard_counts(page)["FAILED"] == 2
+        page.close()
+
+    assert set(completed_ids).isdisjoint(failed_ids) and retrying_id not in failed_ids
+    assert list(LogEntry.objects.values_list("object_id", "user__username")) == [
+        (chosen, operator.username)
+    ]
