@@ -14,6 +14,7 @@ import boto3
 from botocore.config import Config
 from django.conf import settings
 
+SQS_LONG_POLL_MAX_SECONDS = 20
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
 
@@ -24,11 +25,16 @@ def client(service: str) -> Any:
         return cached
     with _lock:
         if service not in _clients:
+            read_timeout = settings.AWS_READ_TIMEOUT
+            if service == "sqs":
+                # A long poll holds the response for up to 20 s; a shorter read timeout would cut
+                # idle polls short and have botocore retry them.
+                read_timeout = max(read_timeout, SQS_LONG_POLL_MAX_SECONDS + 5)
             config = Config(
                 region_name=settings.AWS_REGION,
                 retries={"mode": "standard", "total_max_attempts": settings.AWS_MAX_ATTEMPTS},
                 connect_timeout=settings.AWS_CONNECT_TIMEOUT,
-                read_timeout=settings.AWS_READ_TIMEOUT,
+                read_timeout=read_timeout,
                 max_pool_connections=64,
             )
             session = boto3.session.Session()

@@ -16,6 +16,7 @@ instead of spinning.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ MAX_DEFER_SECONDS = 60.0
 class Ticket:
     host: str
     retry: bool
+    admitted_at: float
 
 
 class Admission:
@@ -35,6 +37,7 @@ class Admission:
         self.max_retries = max(1, max_retries)
         self._lock = threading.Lock()
         self._per_host: Counter[str] = Counter()
+        self._admitted_at: dict[str, list[float]] = {}
         self._retries = 0
         self._average_seconds: dict[str, float] = {}
 
@@ -46,7 +49,9 @@ class Admission:
                 return None
             self._per_host[host] += 1
             self._retries += int(retry)
-            return Ticket(host, retry)
+            ticket = Ticket(host, retry, time.monotonic())
+            self._admitted_at.setdefault(host, []).append(ticket.admitted_at)
+            return ticket
 
     def release(self, ticket: Ticket, *, seconds: float | None = None) -> None:
         with self._lock:
@@ -54,14 +59,25 @@ class Admission:
             if self._per_host[ticket.host] <= 0:
                 del self._per_host[ticket.host]
             self._retries -= int(ticket.retry)
+            started = self._admitted_at.get(ticket.host, [])
+            if ticket.admitted_at in started:
+                started.remove(ticket.admitted_at)
+            if not started:
+                self._admitted_at.pop(ticket.host, None)
             if seconds is not None:  # exponentially weighted average of the host's call time
                 previous = self._average_seconds.get(ticket.host, seconds)
                 self._average_seconds[ticket.host] = 0.7 * previous + 0.3 * seconds
 
     def defer_seconds(self, host: str) -> float:
+        """How long a message for a saturated host should wait before it is looked at again:
+        the host's typical call time, or, before any call has finished (a host that hangs), how
+        long its oldest call in flight has been running."""
+        now = time.monotonic()
         with self._lock:
-            typical = self._average_seconds.get(host, MIN_DEFER_SECONDS)
-        return min(MAX_DEFER_SECONDS, max(MIN_DEFER_SECONDS, typical))
+            typical = self._average_seconds.get(host, 0.0)
+            started = self._admitted_at.get(host, [])
+            running = now - min(started) if started else 0.0
+        return min(MAX_DEFER_SECONDS, max(MIN_DEFER_SECONDS, typical, running))
 
     def in_flight(self, host: str) -> int:
         with self._lock:

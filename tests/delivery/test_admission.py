@@ -33,3 +33,14 @@ def test_deferral_follows_the_hosts_call_time():
     for _ in range(20):
         admission.release(admission.try_admit("hang.example", retry=False), seconds=900.0)
     assert admission.defer_seconds("hang.example") == MAX_DEFER_SECONDS
+
+
+def test_a_host_that_has_not_answered_yet_is_deferred_by_how_long_its_calls_run():
+    import time
+
+    admission = Admission(max_per_host=1, max_retries=1)
+    ticket = admission.try_admit("hang.example", retry=False)
+    time.sleep(1.3)  # no call has finished: the oldest one running sets the pace
+    assert admission.defer_seconds("hang.example") >= 1.3
+    admission.release(ticket)
+    assert admission.defer_seconds("other.example") == MIN_DEFER_SECONDS
