@@ -239,14 +239,19 @@ class Worker:
                 tickets.append(ticket)
             return True
 
-        claim = services.delivery_claim(
-            message_id=work.message_id,
-            worker_id=self.worker_id,
-            lease_seconds=self.lease_seconds,
-            admit=admit,
-            store=self.store,
-            clock=self.clock,
-        )
+        try:
+            claim = services.delivery_claim(
+                message_id=work.message_id,
+                worker_id=self.worker_id,
+                lease_seconds=self.lease_seconds,
+                admit=admit,
+                store=self.store,
+                clock=self.clock,
+            )
+        except BaseException:
+            for ticket in tickets:  # an AWS fault after admission must not leak the slot
+                self.admission.release(ticket)
+            raise
         if claim.state != ClaimState.CLAIMED:
             for ticket in tickets:
                 self.admission.release(ticket)

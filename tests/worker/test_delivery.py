@@ -267,3 +267,24 @@ def test_attempts_api_lists_the_log(make_worker, vendor, db):
     assert data[0]["outcome"] == "retry" and data[1]["outcome"] == "delivered"
     detail = client.get(f"/api/v1/messages/{message_id}").json()
     assert detail["attempt_count"] == 2 and detail["status"] == "COMPLETED"
+
+
+def test_an_aws_fault_during_the_claim_keeps_the_message_and_frees_the_slot(make_worker, vendor):
+    from notifications.aws import AWSUnavailable
+    from tests.conftest import FaultInjector
+
+    message_id = submit(vendor.url("/after-fault"))
+    worker = make_worker()
+    [work] = default_queue().receive(max_messages=1, wait_seconds=1)
+    faults = FaultInjector()
+    faults.fail("dynamodb", "UpdateItem", status=500, code="InternalServerError")
+    try:
+        with pytest.raises(AWSUnavailable):
+            worker.handle(work)
+    finally:
+        faults.clear()
+    assert worker.admission.in_flight("127.0.0.1") == 0
+    assert status_of(message_id) == Status.QUEUED
+    default_queue().change_visibility(work.receipt_handle, 0)  # as if its visibility ran out
+    run_until(worker, finished(message_id))
+    assert status_of(message_id) == Status.COMPLETED
