@@ -544,6 +544,16 @@ def messages_reconcile(
         if dry_run:
             continue
         try:
+            # Claim the re-send first, so that concurrent reconcilers send one copy, and the
+            # next pass waits another `older_than` before it counts the message as lost again.
+            if not store.reschedule(
+                message.id,
+                status=Status.QUEUED,
+                expected_next_attempt_at=message.next_attempt_at,
+                next_attempt_at=stamp,
+            ):
+                counts["skipped_changed_meanwhile"] += 1
+                continue
             queue.send(message.id)
             counts["overdue_queued_resent"] += 1
         except AWSUnavailable:

@@ -445,6 +445,40 @@ class MessageStore:
             self._record_arrival(updated, previous=expected)
         return updated
 
+    def reschedule(
+        self,
+        message_id: str,
+        *,
+        status: Status,
+        expected_next_attempt_at: str | None,
+        next_attempt_at: str,
+    ) -> bool:
+        """Move a waiting message's `next_attempt_at` (no status change), only if it is still in
+        `status` with the `next_attempt_at` the caller saw: when two reconcilers, or a reconciler
+        and a worker, race, one wins and the other learns it lost (False). Used when a new queue
+        message is sent for a message that stays where it is (a deferral, a lost queue message),
+        so that the reconciler does not take it for lost again and again."""
+        names = {"#status": "status", "#next": "next_attempt_at"}
+        values: dict[str, Any] = {":status": status.value, ":next": next_attempt_at}
+        condition = "#status = :status AND "
+        if expected_next_attempt_at is None:
+            condition += "attribute_not_exists(#next)"
+        else:
+            values[":expected"] = expected_next_attempt_at
+            condition += "#next = :expected"
+        try:
+            self._call(
+                "update_item",
+                Key=_serialize({"pk": message_id, "sk": MESSAGE_SK}),
+                UpdateExpression="SET #next = :next",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_serialize(values),
+            )
+        except ClientError:
+            return False  # changed meanwhile (condition failure; other faults raise AWSUnavailable)
+        return True
+
     # -- listings ---------------------------------------------------------------------------
 
     @staticmethod

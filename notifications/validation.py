@@ -63,6 +63,11 @@ def check_target_url(url: str, address_policy: AddressPolicy | None = None) -> s
     if port == 0:
         raise RuleViolation("Port 0 is not a valid port.")
     literal = parse_literal(parts.hostname)
+    if literal is None:
+        try:
+            parts.hostname.encode("idna")
+        except UnicodeError:
+            raise RuleViolation("The host is not a valid host name.") from None
     if literal is not None:
         try:
             (address_policy or AddressPolicy()).check(literal)

@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 
@@ -26,7 +27,7 @@ from notifications.delivery.admission import Admission, Ticket
 from notifications.delivery.backoff import RetrySchedule, parse_schedule
 from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import OutcomePolicy, parse_status_set
-from notifications.domain import Message
+from notifications.domain import Message, format_timestamp
 from notifications.queue import MAX_DELAY_SECONDS, QueuedWork, WorkQueue, default_queue
 from notifications.selectors import SigningSecretCache
 from notifications.services import ClaimState
@@ -203,7 +204,11 @@ class Worker:
 
     def _heartbeat(self) -> None:
         interval = max(1.0, self.visibility_timeout / 3)
-        while not self._stopping.wait(interval) or self.in_flight:
+        while True:
+            if self._stopping.wait(interval):
+                if not self.in_flight:
+                    return
+                time.sleep(interval)  # draining: keep extending, without spinning
             now = time.monotonic()
             with self._changed:
                 due = [f for f in self._in_flight.values() if f.visible_until - now < 2 * interval]
@@ -284,9 +289,18 @@ class Worker:
             return "not_due"
         # DEFERRED: its host is at its limit, or retries have their share. Look again later with
         # a new queue message (so the wait does not spend the receive count).
-        assert claim.message is not None
-        delay = self.admission.defer_seconds(claim.message.request.host)
-        self.queue.send(work.message_id, delay_seconds=math.ceil(delay))
+        message = claim.message
+        assert message is not None
+        delay = math.ceil(self.admission.defer_seconds(message.request.host))
+        # Move next_attempt_at along, so the reconciler does not take a waiting message for one
+        # whose queue message was lost.
+        self.store.reschedule(
+            message.id,
+            status=message.status,
+            expected_next_attempt_at=message.next_attempt_at,
+            next_attempt_at=format_timestamp(self.clock.now() + timedelta(seconds=delay)),
+        )
+        self.queue.send(message.id, delay_seconds=delay)
         self.queue.delete(work.receipt_handle)
         return "deferred"
 

@@ -124,6 +124,10 @@ class DeliveryClient:
             return HttpResult(
                 None, _elapsed_ms(started), error=f"TargetNotAllowed: {refused}", blocked=True
             )
+        except UnicodeError as error:  # a name IDNA cannot encode: it will never resolve
+            return HttpResult(
+                None, _elapsed_ms(started), error=f"InvalidHost: {error}", blocked=True
+            )
         except OSError as error:
             return HttpResult(None, _elapsed_ms(started), error=f"NameResolutionError: {error}")
         shown_host = f"[{host}]" if ":" in host else host

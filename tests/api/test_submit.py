@@ -93,6 +93,8 @@ BAD_PAYLOADS = {
     "userinfo": ({"target_url": "https://user:pw@vendor.example.com/"}, "target_url"),
     "space in url": ({"target_url": "https://vendor.example.com/a b"}, "target_url"),
     "bad port": ({"target_url": "https://vendor.example.com:99999/"}, "target_url"),
+    "empty label": ({"target_url": "https://a..b.example.com/"}, "target_url"),
+    "label too long": ({"target_url": f"https://{'a' * 64}.example.com/"}, "target_url"),
     "missing url": ({"target_url": None}, "target_url"),
     "method": ({"method": "TRACE"}, "method"),
     "lowercase method": ({"method": "post"}, "method"),

@@ -140,3 +140,10 @@ def test_parse_literal_knows_names_from_addresses():
     assert parse_literal("vendor.example.com") is None
     assert str(parse_literal("0x7f.1")) == "127.0.0.1"
     assert str(parse_literal("[fe80::1%eth0]")) == "fe80::1"
+
+
+def test_an_unencodable_host_name_is_a_permanent_failure_without_a_call(dialled):
+    client = DeliveryClient(connect_timeout=1, total_timeout=2, pool_size=1)
+    result = client.send(request("https://a..b.example.com/hook"), "msg_1")
+    assert result.blocked and result.error.startswith("InvalidHost: ")
+    assert dialled == []

@@ -1,5 +1,6 @@
 """Run a delivery worker until SIGTERM/SIGINT, then drain and exit 0."""
 
+import os
 import signal
 import sys
 from typing import Any
@@ -33,4 +34,9 @@ class Command(BaseCommand):
         drained = worker.run()
         if not drained:
             self.stderr.write("grace period over; unfinished deliveries will be redelivered")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # Python's exit would join the delivery threads still in their calls; their queue
+            # messages come back when the visibility timeout ends and their leases expire.
+            os._exit(0)
         sys.exit(0)
