@@ -24,21 +24,30 @@ class InvalidCursor(ValueError):
     pass
 
 
-def encode_cursor(before: str) -> str:
-    raw = json.dumps({"before": before}, separators=(",", ":")).encode()
+def _encode_position(direction: str, position: str) -> str:
+    """An opaque cursor: a listing position and which way to read from it."""
+    raw = json.dumps({direction: position}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> str:
+def _decode_position(cursor: str, directions: tuple[str, ...], complaint: str) -> tuple[str, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        before = data["before"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise InvalidCursor("The cursor is not one this API returned.") from None
-    if not isinstance(before, str) or not before:
-        raise InvalidCursor("The cursor is not one this API returned.")
-    return before
+        ((direction, position),) = data.items()
+    except (binascii.Error, ValueError, TypeError, AttributeError):
+        raise InvalidCursor(complaint) from None
+    if direction not in directions or not isinstance(position, str) or not position:
+        raise InvalidCursor(complaint)
+    return direction, position
+
+
+def encode_cursor(before: str) -> str:
+    return _encode_position("before", before)
+
+
+def decode_cursor(cursor: str) -> str:
+    return _decode_position(cursor, ("before",), "The cursor is not one this API returned.")[1]
 
 
 def message_get(
@@ -161,23 +170,6 @@ class MessageBrowsePage:
 _HOST = re.compile(r"^\[?[A-Za-z0-9.:-]+\]?$")  # host names, IPv4 and IPv6 literals
 
 
-def _browse_cursor(direction: str, position: str) -> str:
-    raw = json.dumps({direction: position}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _read_browse_cursor(cursor: str) -> tuple[str, str]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        ((direction, position),) = data.items()
-    except (binascii.Error, ValueError, TypeError, AttributeError):
-        raise InvalidCursor("The cursor is not one this page gave.") from None
-    if direction not in ("before", "after") or not isinstance(position, str) or not position:
-        raise InvalidCursor("The cursor is not one this page gave.")
-    return direction, position
-
-
 def message_browse(
     *,
     status: Status | None = None,
@@ -218,17 +210,25 @@ def message_browse(
         "producer_id": producer_id,
         "target_host": search.strip("[]").lower() or None,
     }
-    direction, position = _read_browse_cursor(cursor) if cursor else ("before", "")
+    direction, position = (
+        _decode_position(cursor, ("before", "after"), "The cursor is not one this page gave.")
+        if cursor
+        else ("before", "")
+    )
     if direction == "after":
         messages, has_newer = store.list_messages_newer(**filters, limit=limit, after=position)
-        older = _browse_cursor("before", store.position(messages[-1])) if messages else None
+        older = _encode_position("before", store.position(messages[-1])) if messages else None
         newer = (
-            _browse_cursor("after", store.position(messages[0])) if messages and has_newer else None
+            _encode_position("after", store.position(messages[0]))
+            if messages and has_newer
+            else None
         )
         return MessageBrowsePage(messages, older, newer)
     messages, next_before = store.list_messages(**filters, limit=limit, before=position or None)
-    older = _browse_cursor("before", next_before) if next_before else None
-    newer = _browse_cursor("after", store.position(messages[0])) if position and messages else None
+    older = _encode_position("before", next_before) if next_before else None
+    newer = (
+        _encode_position("after", store.position(messages[0])) if position and messages else None
+    )
     return MessageBrowsePage(messages, older, newer)
 
 

@@ -16,7 +16,7 @@ import math
 import random
 import secrets
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -490,14 +490,18 @@ def messages_reconcile(
     threshold = format_timestamp(now - timedelta(seconds=older_than))
     stamp = format_timestamp(now)
 
-    for message in store.iter_status(Status.PENDING):
-        if message.created_at >= threshold:
-            continue
-        counts["pending_found"] += 1
-        if progress:
-            progress("pending", message)
-        if dry_run:
-            continue
+    def stuck(status: Status, kind: str, is_stuck: Callable[[Message], bool]) -> Iterator[Message]:
+        """The messages of `status` that `is_stuck`, counted and reported; none to fix on a dry run."""
+        for message in store.iter_status(status):
+            if not is_stuck(message):
+                continue
+            counts[f"{kind}_found"] += 1
+            if progress:
+                progress(kind, message)
+            if not dry_run:
+                yield message
+
+    for message in stuck(Status.PENDING, "pending", lambda m: m.created_at < threshold):
         queued = message_enqueue(
             message=message,
             actor=actor,
@@ -508,14 +512,8 @@ def messages_reconcile(
         )
         counts["pending_queued" if queued.status != Status.PENDING else "errors"] += 1
 
-    for message in store.iter_status(Status.PROCESSING):
-        if not message.lease_expires_at or message.lease_expires_at >= stamp:
-            continue
-        counts["expired_leases_found"] += 1
-        if progress:
-            progress("expired_lease", message)
-        if dry_run:
-            continue
+    lease_expired = lambda m: bool(m.lease_expires_at) and m.lease_expires_at < stamp  # noqa: E731
+    for message in stuck(Status.PROCESSING, "expired_leases", lease_expired):
         entry = HistoryEntry(
             Status.PROCESSING, Status.QUEUED, stamp, actor, "reconciled: lease expired"
         )
@@ -535,14 +533,8 @@ def messages_reconcile(
         except AWSUnavailable:
             counts["errors"] += 1
 
-    for message in store.iter_status(Status.QUEUED):
-        if not message.next_attempt_at or message.next_attempt_at >= threshold:
-            continue
-        counts["overdue_queued_found"] += 1
-        if progress:
-            progress("overdue_queued", message)
-        if dry_run:
-            continue
+    overdue = lambda m: bool(m.next_attempt_at) and m.next_attempt_at < threshold  # noqa: E731
+    for message in stuck(Status.QUEUED, "overdue_queued", overdue):
         try:
             # Claim the re-send first, so that concurrent reconcilers send one copy, and the
             # next pass waits another `older_than` before it counts the message as lost again.
@@ -617,7 +609,7 @@ def signing_secret_rotate(*, producer: Producer, retire_old: bool = False) -> st
     with transaction.atomic():
         created = SigningSecret.objects.create(producer=producer, secret=generate_signing_secret())
         if retire_old:
-            SigningSecret.objects.filter(producer=producer).exclude(pk=created.pk).delete()
+            signing_secrets_retire_old(producer=producer)
     return created.secret
 
 
