@@ -140,6 +140,9 @@ DELIVERY_CA_BUNDLE = env.str("DELIVERY_CA_BUNDLE", default="") or None
 # may occupy, so one slow vendor or a wave of retries cannot hold up everyone else.
 DELIVERY_MAX_PER_HOST = env.int("DELIVERY_MAX_PER_HOST", default=8)
 WORKER_RETRY_SHARE = env.float("WORKER_RETRY_SHARE", default=0.5)
+# Messages held back by those limits wait inside the worker (no AWS calls, no receive count), up
+# to this many; beyond it they are deferred through SQS.
+WORKER_MAX_WAITING = env.int("WORKER_MAX_WAITING", default=128)
 SIGNING_SECRET_CACHE_SECONDS = env.float("SIGNING_SECRET_CACHE_SECONDS", default=30.0)
 RETRY_SCHEDULE = env.str("RETRY_SCHEDULE", default="5,30,120,600,1800,3600,7200,14400,28800,57600")
 RETRY_JITTER = env.float("RETRY_JITTER", default=0.2)

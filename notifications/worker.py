@@ -1,6 +1,13 @@
 """The delivery worker: a consumer that long-polls SQS, a pool that delivers, a heartbeat that keeps
 in-flight queue messages invisible, and a `stop()` that drains before exit.
 
+A message whose host is at its per-host limit (or a retry while retries have their share of the
+slots) waits in the worker's *waiting line* instead of going back to SQS: it keeps its queue
+message (the heartbeat keeps it invisible), takes no delivery slot, and starts as soon as a slot
+for it frees, in arrival order. Waiting so costs no AWS calls and no receive count. Only when the
+line is full (`max_waiting`), or when the worker runs synchronously (`handle()` from a test), is a
+message deferred through SQS as a new queue message instead.
+
 Only this loop decides what to do with a queue message; the use cases (claim, record) live in
 `services`, the HTTP call in `delivery.http`, and the retry rules in `delivery.policy`/`backoff`.
 """
@@ -13,8 +20,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -47,6 +55,16 @@ class _InFlight:
     visible_until: float
 
 
+@dataclass
+class _Waiting:
+    """A claimable message held back by admission, keeping its queue message."""
+
+    work: QueuedWork
+    message: Message
+    visible_until: float
+    fresh_until: float  # when its next_attempt_at must move on, so reconcile does not re-send it
+
+
 class Worker:
     def __init__(
         self,
@@ -65,6 +83,8 @@ class Worker:
         signing_secrets: SigningSecretCache | None = None,
         clock: Clock = system_clock,
         worker_id: str | None = None,
+        max_waiting: int = 0,
+        waiting_refresh_seconds: float = 60.0,
     ) -> None:
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
@@ -83,6 +103,10 @@ class Worker:
         self._stopping = threading.Event()
         self._changed = threading.Condition()
         self._in_flight: dict[str, _InFlight] = {}
+        self.max_waiting = max_waiting
+        self.waiting_refresh_seconds = waiting_refresh_seconds
+        self._waiting: dict[str, _Waiting] = {}  # in arrival order
+        self._pool: ThreadPoolExecutor | None = None  # set while run() runs
 
     @classmethod
     def from_settings(cls, *, concurrency: int | None = None) -> Worker:
@@ -114,6 +138,9 @@ class Worker:
             ),
             store=default_store(),
             queue=default_queue(),
+            max_waiting=settings.WORKER_MAX_WAITING,
+            # Well inside the reconciler's threshold for a QUEUED message it takes for lost.
+            waiting_refresh_seconds=max(5.0, settings.RECONCILE_OLDER_THAN / 3),
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -129,12 +156,19 @@ class Worker:
         with self._changed:
             return len(self._in_flight)
 
+    @property
+    def waiting(self) -> int:
+        with self._changed:
+            return len(self._waiting)
+
     def run(self) -> bool:
         """Consume until `stop()`. Returns True when every in-flight delivery finished."""
         logger.info("worker %s started, concurrency %d", self.worker_id, self.concurrency)
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="delivery")
+        with self._changed:
+            self._pool = pool
         failures = 0
         try:
             while not self._stopping.is_set():
@@ -165,6 +199,7 @@ class Worker:
         finally:
             drained = self._drain()
             pool.shutdown(wait=drained, cancel_futures=True)
+            self._hand_back_waiting()
         logger.info("worker %s stopped (%s)", self.worker_id, "drained" if drained else "timed out")
         return drained
 
@@ -191,27 +226,108 @@ class Worker:
             except AWSUnavailable:
                 pass  # it becomes visible again when its visibility timeout ends
 
-    def _process(self, work: QueuedWork) -> None:
+    def _process(self, work: QueuedWork, reserved: Ticket | None = None) -> None:
+        held: list[Message] = []
+
+        def wait_in_line(message: Message) -> bool:
+            # Room in the line? The move itself happens below, together with freeing the slot,
+            # so no other thread can start the message while this one still holds its slot.
+            with self._changed:
+                if self._stopping.is_set() or len(self._waiting) >= self.max_waiting:
+                    return False
+            held.append(message)
+            return True
+
         try:
-            self.handle(work)
+            self.handle(work, reserved=reserved, wait_in_line=wait_in_line)
         except Exception:
             # The queue message stays; it comes back after its visibility timeout.
             logger.exception("delivery of queue message for %s failed", work.message_id)
         finally:
             with self._changed:
-                self._in_flight.pop(work.receipt_handle, None)
+                entry = self._in_flight.pop(work.receipt_handle, None)
+                if held:
+                    self._waiting[work.receipt_handle] = _Waiting(
+                        work,
+                        held[0],
+                        entry.visible_until if entry else time.monotonic(),
+                        time.monotonic() + self.waiting_refresh_seconds,
+                    )
+                self._start_waiting()
                 self._changed.notify_all()
+
+    # -- the waiting line -------------------------------------------------------------------
+
+    def _start_waiting(self) -> None:
+        """Start waiting messages that admission now lets through, oldest first, while slots
+        are free. Called with `_changed` held, whenever a slot frees."""
+        if self._pool is None or self._stopping.is_set():
+            return
+        for receipt, waiting in list(self._waiting.items()):
+            if len(self._in_flight) >= self.concurrency:
+                return
+            ticket = self.admission.try_admit(
+                waiting.message.request.host, retry=waiting.message.attempt_count > 0
+            )
+            if ticket is None:
+                continue
+            del self._waiting[receipt]
+            self._in_flight[receipt] = _InFlight(waiting.work, waiting.visible_until)
+            self._pool.submit(self._process, waiting.work, ticket)
+
+    def _refresh_waiting(self) -> None:
+        """Keep long-waiting messages' next_attempt_at recent (heartbeat), so the reconciler
+        does not take a message that waits here for one whose queue message was lost."""
+        now = time.monotonic()
+        with self._changed:
+            stale = [w for w in self._waiting.values() if w.fresh_until <= now]
+        for waiting in stale:
+            message = waiting.message
+            stamp = format_timestamp(self.clock.now())
+            try:
+                moved = self.store.reschedule(
+                    message.id,
+                    status=message.status,
+                    expected_next_attempt_at=message.next_attempt_at,
+                    next_attempt_at=stamp,
+                )
+            except AWSUnavailable as error:
+                logger.warning("could not refresh waiting message %s: %s", message.id, error)
+                continue
+            # Not moved: the message changed meanwhile (another copy ran); its claim will see.
+            if moved:
+                waiting.message = replace(message, next_attempt_at=stamp)
+            waiting.fresh_until = now + self.waiting_refresh_seconds
+
+    def _hand_back_waiting(self) -> None:
+        """On exit, give each waiting message back as a new queue message (a new message, so
+        the wait does not spend its receive count)."""
+        with self._changed:
+            waiting, self._waiting = list(self._waiting.values()), {}
+            self._pool = None
+        for entry in waiting:
+            try:
+                self.queue.send(entry.message.id)
+                self.queue.delete(entry.work.receipt_handle)
+            except AWSUnavailable as error:
+                # It comes back when its visibility timeout ends.
+                logger.warning("could not hand back %s: %s", entry.message.id, error)
+        if waiting:
+            logger.info("handed %d waiting messages back to the queue", len(waiting))
 
     def _heartbeat(self) -> None:
         interval = max(1.0, self.visibility_timeout / 3)
         while True:
             if self._stopping.wait(interval):
-                if not self.in_flight:
+                if not self.in_flight and not self.waiting:
                     return
                 time.sleep(interval)  # draining: keep extending, without spinning
+            self._refresh_waiting()
             now = time.monotonic()
             with self._changed:
-                due = [f for f in self._in_flight.values() if f.visible_until - now < 2 * interval]
+                self._start_waiting()  # a safety net; slots normally start them as they free
+                held = [*self._in_flight.values(), *self._waiting.values()]
+                due = [f for f in held if f.visible_until - now < 2 * interval]
             if not due:
                 continue
             try:
@@ -226,14 +342,24 @@ class Worker:
 
     # -- one queue message ------------------------------------------------------------------
 
-    def handle(self, work: QueuedWork) -> str:
-        """Process one queue message; returns what happened (for logs and tests)."""
+    def handle(
+        self,
+        work: QueuedWork,
+        *,
+        reserved: Ticket | None = None,
+        wait_in_line: Callable[[Message], bool] | None = None,
+    ) -> str:
+        """Process one queue message; returns what happened (for logs and tests).
+
+        `reserved` is an admission ticket already taken for it (a message leaving the waiting
+        line). `wait_in_line`, asked when admission refuses the message, takes it into the
+        waiting line (True) instead of deferring it through SQS."""
         if work.message_id is None:
             # Left in the queue on purpose: after SQS_MAX_RECEIVE_COUNT receives SQS moves it to
             # the dead-letter queue instead of it looping forever.
             logger.error("undecodable queue message (receive %d)", work.receive_count)
             return "undecodable"
-        tickets: list[Ticket] = []
+        tickets: list[Ticket] = [reserved] if reserved is not None else []
 
         def admit(candidate: Message) -> bool:
             if not tickets:  # asked again after a lost race: keep the slot already taken
@@ -260,14 +386,19 @@ class Worker:
         if claim.state != ClaimState.CLAIMED:
             for ticket in tickets:
                 self.admission.release(ticket)
-            return self._not_claimed(work, claim)
+            return self._not_claimed(work, claim, wait_in_line)
         started = time.monotonic()
         try:
             return self._deliver(work, claim.message)
         finally:
             self.admission.release(tickets[0], seconds=time.monotonic() - started)
 
-    def _not_claimed(self, work: QueuedWork, claim: services.ClaimResult) -> str:
+    def _not_claimed(
+        self,
+        work: QueuedWork,
+        claim: services.ClaimResult,
+        wait_in_line: Callable[[Message], bool] | None,
+    ) -> str:
         if claim.state == ClaimState.MISSING:
             logger.error("queue message for unknown message %s", work.message_id)
             return "missing"
@@ -287,10 +418,13 @@ class Worker:
             )
             self.queue.delete(work.receipt_handle)
             return "not_due"
-        # DEFERRED: its host is at its limit, or retries have their share. Look again later with
-        # a new queue message (so the wait does not spend the receive count).
+        # DEFERRED: its host is at its limit, or retries have their share. Wait in line here,
+        # or, when the line is full, look again later with a new queue message (so the wait
+        # does not spend the receive count).
         message = claim.message
         assert message is not None
+        if wait_in_line is not None and wait_in_line(message):
+            return "waiting"
         delay = math.ceil(self.admission.defer_seconds(message.request.host))
         # Move next_attempt_at along, so the reconciler does not take a waiting message for one
         # whose queue message was lost.

@@ -36,6 +36,7 @@ def make_worker(aws: str, transactional_db: None) -> Callable[..., Worker]:
         worker_id: str = "test-worker",
         lease: float = 10.0,
         concurrency: int = 4,
+        max_waiting: int = 16,
     ) -> Worker:
         return Worker(
             concurrency=concurrency,
@@ -57,6 +58,7 @@ def make_worker(aws: str, transactional_db: None) -> Callable[..., Worker]:
             queue=default_queue(),
             clock=clock,
             worker_id=worker_id,
+            max_waiting=max_waiting,
         )
 
     return build

@@ -6,19 +6,31 @@ Host header and, for https, the original name for SNI and certificate verificati
 answer that changes between check and connect (DNS rebinding) cannot slip through, and no socket
 is ever opened to a forbidden address.
 
+`DELIVERY_TIMEOUT` is a deadline for the whole call, not a limit per socket read: the name lookup
+runs under it, and a watchdog cuts the connection of a call that outlives it, so a vendor that
+drip-feeds its answer (or reads the request a byte at a time) cannot hold a worker's slot, or
+outlive the worker's lease, however slowly it goes.
+
 Returns an `HttpResult` for every call (a transport error is a result too, with `status_code=None`),
 so the worker never has to interpret exceptions.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import socket
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from notifications import __version__
@@ -60,6 +72,98 @@ class HttpResult:
     blocked: bool = False  # refused by the address policy: permanent, nothing was dialled
 
 
+# -- the deadline -----------------------------------------------------------------------------------
+
+
+class _Call:
+    """One HTTP call under a deadline. The watchdog `expire()`s it at the deadline unless it has
+    `finish()`ed: the connection's socket is shut down, which wakes the delivering thread from
+    any blocking send or receive."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.expired = False
+        self._finished = False
+        self._connection: Any = None
+        self._lock = threading.Lock()
+
+    def attach(self, connection: Any) -> None:
+        with self._lock:
+            self._connection = connection
+            if self.expired:
+                self._cut()
+
+    def expire(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self.expired = True
+            self._cut()
+
+    def finish(self) -> None:
+        """Called before the connection goes back to the pool, so a late watchdog can never cut
+        a connection that another call has taken meanwhile."""
+        with self._lock:
+            self._finished = True
+
+    def _cut(self) -> None:
+        sock = getattr(self._connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+
+class _Watchdog:
+    """One daemon thread that expires calls at their deadlines."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Call]] = []
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, call: _Call) -> None:
+        with self._changed:
+            heapq.heappush(self._heap, (call.deadline, next(self._order), call))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._changed.wait(timeout)
+                _, _, call = heapq.heappop(self._heap)
+            call.expire()  # a no-op for calls that finished in time
+
+
+_calls = threading.local()  # the _Call of the delivering thread, for the pools below
+
+
+class _AttachToCall:
+    """Pool mixin: hands each connection taken for a call to that call's deadline."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        connection = super()._get_conn(timeout)  # type: ignore[misc]
+        call = getattr(_calls, "current", None)
+        if call is not None:
+            call.attach(connection)
+        return connection
+
+
+class _DeadlinePool(_AttachToCall, HTTPConnectionPool):
+    pass
+
+
+class _DeadlineHTTPSPool(_AttachToCall, HTTPSConnectionPool):
+    pass
+
+
 def outgoing_headers(request: DeliveryRequest, message_id: str) -> dict[str, str]:
     headers = dict(request.headers)
     names = {name.lower() for name in headers}
@@ -85,19 +189,35 @@ class DeliveryClient:
         resolver: Resolver = system_resolver,
         ca_certs: str | None = None,
     ) -> None:
-        self.timeout = urllib3.Timeout(total=total_timeout, connect=connect_timeout)
+        self.total_timeout = total_timeout
+        self.connect_timeout = connect_timeout
         tls = {"ca_certs": ca_certs} if ca_certs else {}
         self.pool = urllib3.PoolManager(
             num_pools=256, maxsize=pool_size, block=False, cert_reqs="CERT_REQUIRED", **tls
         )
+        self.pool.pool_classes_by_scheme = {"http": _DeadlinePool, "https": _DeadlineHTTPSPool}
         self.address_policy = address_policy or AddressPolicy()
         self.resolver = resolver
+        # getaddrinfo cannot be interrupted: lookups run here, and a call waits for its lookup
+        # only until its deadline (a stuck lookup keeps a thread here, not a delivery slot).
+        self._lookups = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="dns")
+        self._watchdog = _Watchdog()
 
-    def resolve_checked(self, host: str, port: int) -> str:
+    def resolve_checked(self, host: str, port: int, *, within: float | None = None) -> str:
         """The address to connect to; raises TargetNotAllowed if any resolved address is
-        forbidden (a name that resolves to both a public and a private address is refused)."""
+        forbidden (a name that resolves to both a public and a private address is refused).
+        A lookup that takes longer than `within` seconds raises TimeoutError."""
         literal = parse_literal(host)
-        addresses = [str(literal)] if literal is not None else self.resolver(host, port)
+        if literal is not None:
+            addresses = [str(literal)]
+        elif within is None:
+            addresses = self.resolver(host, port)
+        else:
+            lookup = self._lookups.submit(self.resolver, host, port)
+            try:
+                addresses = lookup.result(timeout=max(0.0, within))
+            except FutureTimeout:
+                raise TimeoutError(f"looking up {host} took longer than {within:.1f}s") from None
         if not addresses:
             raise OSError(f"{host} did not resolve")
         for address in addresses:
@@ -118,8 +238,9 @@ class DeliveryClient:
         host = parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
         started = time.monotonic()
+        deadline = started + self.total_timeout
         try:
-            address = self.resolve_checked(host, port)
+            address = self.resolve_checked(host, port, within=self.total_timeout)
         except TargetNotAllowed as refused:
             return HttpResult(
                 None, _elapsed_ms(started), error=f"TargetNotAllowed: {refused}", blocked=True
@@ -128,12 +249,16 @@ class DeliveryClient:
             return HttpResult(
                 None, _elapsed_ms(started), error=f"InvalidHost: {error}", blocked=True
             )
-        except OSError as error:
+        except OSError as error:  # TimeoutError included
             return HttpResult(None, _elapsed_ms(started), error=f"NameResolutionError: {error}")
         shown_host = f"[{host}]" if ":" in host else host
         headers["Host"] = shown_host if parts.port is None else f"{shown_host}:{port}"
         tls = {"server_hostname": host, "assert_hostname": host} if scheme == "https" else None
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        left = deadline - time.monotonic()
+        call = _Call(deadline)
+        self._watchdog.watch(call)
+        _calls.current = call
         try:
             pool = self.pool.connection_from_host(address, port, scheme, pool_kwargs=tls)
             response = pool.urlopen(
@@ -141,27 +266,32 @@ class DeliveryClient:
                 path,
                 body=body,
                 headers=headers,
-                timeout=self.timeout,
+                timeout=urllib3.Timeout(total=left, connect=min(self.connect_timeout, left)),
                 redirect=False,
                 retries=False,
                 preload_content=False,
                 assert_same_host=False,
             )
-        except Urllib3Error as error:
+        except (Urllib3Error, OSError) as error:
+            call.finish()
             return HttpResult(
                 status_code=None,
                 duration_ms=_elapsed_ms(started),
-                error=f"{_error_name(error)}: {_error_text(error)}",
+                error=self._deadline_error() if call.expired else _describe(error),
             )
+        finally:
+            _calls.current = None
         try:
             snippet = response.read(SNIPPET_BYTES)
             remaining = response.read(DRAIN_LIMIT)
             reusable = len(remaining) < DRAIN_LIMIT
-        except Urllib3Error:
+        except (Urllib3Error, OSError):
+            # A broken body, or one cut at the deadline: the status line is the vendor's answer.
             snippet, reusable = b"", False
         finally:
+            call.finish()
             duration = _elapsed_ms(started)
-        if reusable:
+        if reusable and not call.expired:
             response.release_conn()
         else:
             response.close()  # a large or broken body: do not keep reading, do not reuse
@@ -176,6 +306,14 @@ class DeliveryClient:
             headers=kept,
             snippet=snippet.decode("utf-8", errors="replace"),
         )
+
+
+    def _deadline_error(self) -> str:
+        return f"DeliveryTimeout: timed out, no complete answer within {self.total_timeout:g}s"
+
+
+def _describe(error: Exception) -> str:
+    return f"{_error_name(error)}: {_error_text(error)}"
 
 
 def _elapsed_ms(started: float) -> int:

@@ -1,0 +1,133 @@
+"""Messages held back by admission wait inside the worker: no AWS calls, no receive count."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from notifications.delivery.admission import Admission
+from notifications.domain import Status
+from notifications.queue import default_queue
+from notifications.services import messages_reconcile
+from notifications.store import default_store
+from notifications.worker import Worker
+from tests.vendor import Answer
+from tests.worker.test_delivery import submit
+from tests.worker_support import status_of
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def start(worker: Worker) -> threading.Thread:
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    return runner
+
+
+def test_messages_for_a_busy_host_wait_in_line_without_aws_calls(make_worker, vendor, faults):
+    url = vendor.script("/one-at-a-time", then=Answer(200, delay=0.5))
+    ids = [submit(url) for _ in range(4)]
+    sends = faults.count("sqs", "SendMessage")
+    changes = faults.count("sqs", "ChangeMessageVisibility")
+    worker = make_worker(concurrency=4)
+    worker.admission = Admission(max_per_host=1, max_retries=4)
+    most_waiting = 0
+    runner = start(worker)
+    try:
+        deadline = time.monotonic() + 20
+        while not all(status_of(i) == Status.COMPLETED for i in ids):
+            assert time.monotonic() < deadline, [status_of(i) for i in ids]
+            most_waiting = max(most_waiting, worker.waiting)
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        runner.join(timeout=30)
+
+    assert most_waiting >= 2  # the others waited in the worker while one call ran
+    calls = vendor.requests_to("/one-at-a-time")
+    assert len(calls) == 4
+    # One at a time: each call started after the previous one had been answered (0.5 s each).
+    gaps = [later.at - earlier.at for earlier, later in zip(calls, calls[1:], strict=False)]
+    assert min(gaps) >= 0.45, gaps
+    # Waiting sent nothing to SQS: no re-sent queue message, no visibility change.
+    assert sends() == 0
+    assert changes() == 0
+    for message_id in ids:
+        message = default_store().get(message_id)
+        assert message.attempt_count == 1  # claimed once, when its turn came
+    assert default_queue().depth()["visible"] == 0
+
+
+def test_a_full_line_defers_through_sqs_and_nothing_is_lost(make_worker, vendor, faults):
+    url = vendor.script("/full-line", then=Answer(200, delay=0.3))
+    ids = [submit(url) for _ in range(6)]
+    sends = faults.count("sqs", "SendMessage")
+    worker = make_worker(concurrency=6, max_waiting=1)
+    worker.admission = Admission(max_per_host=1, max_retries=6)
+    runner = start(worker)
+    try:
+        wait_for(lambda: all(status_of(i) == Status.COMPLETED for i in ids), timeout=40)
+    finally:
+        worker.stop()
+        runner.join(timeout=30)
+
+    assert sends() >= 1  # the line held one; the rest went round through SQS
+    assert len(vendor.requests_to("/full-line")) == 6
+    assert default_queue().depth()["dead_letters"] == 0
+
+
+def test_a_stopping_worker_hands_waiting_messages_back_as_fresh_queue_messages(
+    make_worker, vendor
+):
+    url = vendor.script("/slow-to-stop", then=Answer(200, delay=2.0))
+    ids = [submit(url) for _ in range(3)]
+    worker = make_worker(concurrency=3)
+    worker.admission = Admission(max_per_host=1, max_retries=3)
+    runner = start(worker)
+    try:
+        wait_for(lambda: worker.waiting == 2)
+    finally:
+        worker.stop()
+        runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert worker.waiting == 0
+
+    done = [i for i in ids if status_of(i) == Status.COMPLETED]
+    handed_back = [i for i in ids if i not in done]
+    assert len(done) == 1  # the call in flight finished during the drain
+    assert all(status_of(i) == Status.QUEUED for i in handed_back)
+    received = default_queue().receive(max_messages=10, wait_seconds=1)
+    assert sorted(w.message_id for w in received) == sorted(handed_back)
+    # New queue messages: the wait did not spend the receive count meant for poison messages.
+    assert all(w.receive_count == 1 for w in received)
+
+
+def test_a_long_waiter_is_not_taken_for_lost_by_the_reconciler(make_worker, vendor):
+    url = vendor.script("/long-wait", then=Answer(200, delay=4.0))
+    first, second = submit(url), submit(url)
+    worker = make_worker(concurrency=2, timeout=8.0)
+    worker.admission = Admission(max_per_host=1, max_retries=2)
+    worker.visibility_timeout = 3  # heartbeat every second
+    worker.waiting_refresh_seconds = 1.0
+    runner = start(worker)
+    try:
+        wait_for(lambda: worker.waiting == 1)
+        waiter = first if status_of(first) == Status.QUEUED else second
+        queued_at = default_store().get(waiter).next_attempt_at
+        time.sleep(3.0)
+        refreshed_at = default_store().get(waiter).next_attempt_at
+        counts = messages_reconcile(older_than=2.0)
+        wait_for(lambda: all(status_of(i) == Status.COMPLETED for i in (first, second)))
+    finally:
+        worker.stop()
+        runner.join(timeout=30)
+
+    assert refreshed_at > queued_at  # the heartbeat moved it along while it waited
+    assert counts["overdue_queued_found"] == 0
+    assert len(vendor.requests_to("/long-wait")) == 2  # no second copy was delivered
