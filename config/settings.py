@@ -148,5 +148,8 @@ RETRY_SCHEDULE = env.str("RETRY_SCHEDULE", default="5,30,120,600,1800,3600,7200,
 RETRY_JITTER = env.float("RETRY_JITTER", default=0.2)
 RETRY_MAX_ATTEMPTS = env.int("RETRY_MAX_ATTEMPTS", default=11)
 RETRY_MAX_AGE = env.float("RETRY_MAX_AGE", default=3 * 24 * 3600)
+# Dashboard counts: each process writes its status-count changes once per this many seconds (0:
+# with every change). See "How the dashboard counts" in the README.
+STATS_FLUSH_SECONDS = env.float("STATS_FLUSH_SECONDS", default=1.0)
 RECONCILE_INTERVAL = env.int("RECONCILE_INTERVAL", default=30)
 RECONCILE_OLDER_THAN = env.int("RECONCILE_OLDER_THAN", default=120)

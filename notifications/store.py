@@ -16,18 +16,23 @@ Every status change is one conditional UpdateItem naming the expected current st
 condition comes back as `TransitionConflict` carrying the item as it is (ALL_OLD).
 
 Statistics for the operator dashboard live in the same table as small aggregate items
-(pk = `STATS#...`, sk = `STATS`), kept up to date right after each successful message write; see
+(pk = `STATS#...`, sk = `STATS`), kept up to date after each successful message write; see
 "statistics" below for why, and what they cost.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import heapq
 import json
 import logging
+import os
+import random
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -221,11 +226,70 @@ def _is_condition_failure(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+class PendingCounts:
+    """Status-count changes not yet written to the table: summed in memory and written as one
+    UpdateItem every `interval` seconds by a background thread, before every statistics read,
+    and at exit. With `interval` 0 every change is written at once.
+
+    A change whose write fails stays pending for the next write. Changes still pending when the
+    process dies without exiting (kill -9, power loss) are lost: the counts are then off by at
+    most an interval's worth of changes until `recount_status_counters` repairs them."""
+
+    def __init__(self, write: Callable[[dict[str, int]], None], interval: float) -> None:
+        self._write = write
+        self.interval = interval
+        self._deltas: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._flusher_pid: int | None = None
+
+    def add(self, to: Status, previous: Status | None) -> None:
+        with self._lock:
+            self._deltas[to.value] += 1
+            if previous is not None:
+                self._deltas[previous.value] -= 1
+            start = self.interval > 0 and self._flusher_pid != os.getpid()
+            if start:  # first change in this process (a forked child starts its own)
+                self._flusher_pid = os.getpid()
+        if self.interval <= 0:
+            self.flush()
+        elif start:
+            threading.Thread(target=self._run, name="status-counts", daemon=True).start()
+            atexit.register(self.flush)
+
+    def flush(self) -> bool:
+        """Write what is pending; False if the write failed (the changes stay pending)."""
+        with self._flushing:
+            with self._lock:
+                deltas = {name: change for name, change in self._deltas.items() if change}
+                self._deltas.clear()
+            if not deltas:
+                return True
+            try:
+                self._write(deltas)
+            except aws.AWSUnavailable as error:
+                with self._lock:
+                    self._deltas.update(deltas)
+                logger.warning("status counts not written yet (kept for the next try): %s", error)
+                return False
+            return True
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            self.flush()
+
+
 class MessageStore:
     """Messages and attempts in DynamoDB. Methods raise `aws.AWSUnavailable` on AWS faults."""
 
-    def __init__(self, table_name: str | None = None) -> None:
+    def __init__(
+        self, table_name: str | None = None, *, stats_flush_seconds: float | None = None
+    ) -> None:
         self.table_name = table_name or settings.DYNAMODB_TABLE
+        if stats_flush_seconds is None:
+            stats_flush_seconds = settings.STATS_FLUSH_SECONDS
+        self.pending_counts = PendingCounts(self._add_to_counts, stats_flush_seconds)
 
     @property
     def _client(self) -> Any:
@@ -658,35 +722,41 @@ class MessageStore:
     # stand-in it is worse: every index query walks the whole table, ~0.1 s per query at 10,000
     # messages, and the dashboard would need 40 of them.)
     #
-    # So the store keeps small aggregate items up to date right after each successful message
-    # write (the only two writes that set a status: `put_new` and `transition`):
-    #   STATS#COUNTS#<shard>               one number per status (ADD -1 old, +1 new)
+    # So the store keeps small aggregate items up to date after each successful message write
+    # (the only two writes that set a status: `put_new` and `transition`):
+    #   STATS#COUNTS#<shard>               one number per status
     #   STATS#FAILED#<UTC hour>#<shard>    failures per target host in that hour (ADD +1)
     #   STATS#RECENT#<shard>               the shard's last RECENT_FAILURE_SLOTS failures (a ring)
-    # sharded like the indexes, by the message's shard, so no aggregate item takes more than an
-    # eighth of the writes. Cost on a real table: one more UpdateItem (~1 WCU) per status change,
-    # two more per failure (~2-4 WCU); a dashboard read is 3 BatchGetItem calls for 216 small
-    # items (~110 RCU), whatever the size of the table.
+    #
+    # Counts are written behind (`PendingCounts`): each process sums its status changes in memory
+    # (PENDING +1; PENDING -1, QUEUED +1; ...) and writes the sum as one UpdateItem a second
+    # (STATS_FLUSH_SECONDS) to a random one of the 8 COUNTS items, which spreads the writes; a
+    # reader adds the 8 up. That is one write a second per process however many messages move,
+    # instead of one per status change, which was about 30% of all AWS calls per delivered
+    # message. A failure is still counted at once, in the same UpdateItem that numbers it for
+    # the recent-failures ring (two more writes record it): failures are rare and operators
+    # look for them first.
     #
     # The aggregates are updated after, not atomically with, the message write: a transaction would
     # double the cost of every status change and make concurrent status changes conflict on the
-    # shared counter items. A crash or AWS fault between the two writes leaves a count off by one
-    # (logged); `recount_status_counters` (command `recount_statuses`) repairs the counts. The
-    # failure items are windowed and heal by themselves.
+    # shared counter items. A write that fails is retried with the next one; a process killed
+    # without exiting loses at most a second of count changes, and a fault between a failure's
+    # writes loses one count (logged). `recount_status_counters` (command `recount_statuses`)
+    # repairs the counts; the failure items are windowed and heal by themselves.
 
     def _record_arrival(self, message: Message, *, previous: Status | None) -> None:
         """Count a message that just entered `message.status` (best effort, never raises)."""
+        if message.status != Status.FAILED:
+            self.pending_counts.add(message.status, previous)
+            return
         shard = _shard(message.id)
-        failed = message.status == Status.FAILED
         names = {"#to": message.status.value}
         values: dict[str, Any] = {":one": 1}
-        expression = "ADD #to :one"
+        expression = "ADD #to :one, failure_sequence :one"
         if previous is not None:
             names["#from"] = previous.value
             values[":minus_one"] = -1
             expression += ", #from :minus_one"
-        if failed:
-            expression += ", failure_sequence :one"
         try:
             response = self._call(
                 "update_item",
@@ -694,11 +764,10 @@ class MessageStore:
                 UpdateExpression=expression,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=_serialize(values),
-                ReturnValues="UPDATED_NEW" if failed else "NONE",
+                ReturnValues="UPDATED_NEW",
             )
-            if failed:
-                sequence = int(_deserialize(response["Attributes"])["failure_sequence"])
-                self._record_failure(message, shard=shard, sequence=sequence)
+            sequence = int(_deserialize(response["Attributes"])["failure_sequence"])
+            self._record_failure(message, shard=shard, sequence=sequence)
         except aws.AWSUnavailable as error:
             logger.warning(
                 "statistics not updated for %s (%s -> %s): %s",
@@ -707,6 +776,24 @@ class MessageStore:
                 message.status,
                 error,
             )
+
+    def _add_to_counts(self, deltas: dict[str, int]) -> None:
+        """One UpdateItem adding `deltas` (status -> change) to a random COUNTS item."""
+        names = {f"#s{n}": status for n, status in enumerate(deltas)}
+        values = {f":d{n}": change for n, change in enumerate(deltas.values())}
+        self._call(
+            "update_item",
+            Key=_serialize(
+                {"pk": f"STATS#COUNTS#{random.randrange(INDEX_SHARDS)}", "sk": STATS_SK}
+            ),
+            UpdateExpression="ADD " + ", ".join(f"#s{n} :d{n}" for n in range(len(deltas))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_serialize(values),
+        )
+
+    def flush_statistics(self) -> bool:
+        """Write this process's pending count changes now (a worker does so as it stops)."""
+        return self.pending_counts.flush()
 
     def _record_failure(self, message: Message, *, shard: int, sequence: int) -> None:
         failed_at = message.updated_at
@@ -735,7 +822,9 @@ class MessageStore:
 
     def statistics(self, *, now: datetime, hours: int = 24, recent: int = 10) -> DeliveryStatistics:
         """Counts per status, the `recent` latest failures and failures per target host in the
-        last `hours` hours (whole UTC hours: the current one and the `hours` before it)."""
+        last `hours` hours (whole UTC hours: the current one and the `hours` before it).
+        This process's own pending count changes are written first."""
+        self.pending_counts.flush()
         shards = range(INDEX_SHARDS)
         hour_keys = [format_hour(now - timedelta(hours=back)) for back in range(hours + 1)]
         keys = (
@@ -772,6 +861,7 @@ class MessageStore:
         """Set the status counters to exact COUNT query results (repair after a lost update).
         Costs what `count_status` costs for every status. Changes made while it runs can be
         missed, so run it when traffic is low. Returns the new totals."""
+        self.pending_counts.flush()
         totals = dict.fromkeys(Status, 0)
         for shard in range(INDEX_SHARDS):
             counts = {status: self._count_shard(status, shard) for status in Status}

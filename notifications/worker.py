@@ -200,6 +200,7 @@ class Worker:
             drained = self._drain()
             pool.shutdown(wait=drained, cancel_futures=True)
             self._hand_back_waiting()
+            self.store.flush_statistics()
         logger.info("worker %s stopped (%s)", self.worker_id, "drained" if drained else "timed out")
         return drained
 

@@ -311,9 +311,9 @@ def worker_child(options: argparse.Namespace) -> int:
     outcomes_lock = threading.Lock()
     handle = worker.handle
 
-    def counted_handle(work: Any) -> str:
+    def counted_handle(work: Any, **kwargs: Any) -> str:
         try:
-            result = handle(work)
+            result = handle(work, **kwargs)
         except Exception:
             with outcomes_lock:
                 outcomes["exception"] += 1
@@ -975,7 +975,7 @@ def render(config: dict[str, Any], results: list[dict[str, Any]], fairness: dict
         )
         head = (
             f"{'run':<38} {'msg/s':>6} {'vs (a)':>7} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'queue wait p99':>14} {'hanging calls open':>18} {'deferred':>8} "
+            f"{'queue wait p99':>14} {'hanging calls open':>18} {'waited':>6} {'deferred':>8} "
             f"{'stand-in busy':>13}"
         )
         out(head)
@@ -983,7 +983,7 @@ def render(config: dict[str, Any], results: list[dict[str, Any]], fairness: dict
         out(
             f"{base['title']:<38} {fmt(base['per_second']):>6} {'100%':>7} "
             f"{fmt(base['p50_ms'], 0):>7} {fmt(base['p99_ms'], 0):>7} "
-            f"{fmt(base['queue_wait_p99_ms'], 0):>14} {'-':>18} {'-':>8} "
+            f"{fmt(base['queue_wait_p99_ms'], 0):>14} {'-':>18} {'-':>6} {'-':>8} "
             f"{percent(base['stand_in_busy']):>13}"
         )
         for row in fairness["runs"]:
@@ -991,7 +991,8 @@ def render(config: dict[str, Any], results: list[dict[str, Any]], fairness: dict
             out(
                 f"{row['title']:<38} {fmt(row['per_second']):>6} {row['ratio']:>7.0%} "
                 f"{fmt(row['p50_ms'], 0):>7} {fmt(row['p99_ms'], 0):>7} "
-                f"{fmt(row['queue_wait_p99_ms'], 0):>14} {open_calls:>18} {row['deferred']:>8} "
+                f"{fmt(row['queue_wait_p99_ms'], 0):>14} {open_calls:>18} {row['waited']:>6} "
+                f"{row['deferred']:>8} "
                 f"{percent(row['stand_in_busy']):>13}"
             )
         verdicts = ", ".join(
@@ -1001,7 +1002,10 @@ def render(config: dict[str, Any], results: list[dict[str, Any]], fairness: dict
         out(f"  target: healthy msg/s >= {fairness['target']:.0%} of (a): {verdicts}")
         out(
             "  queue wait = QUEUED -> claimed (PROCESSING): how long a healthy message waited "
-            "for a worker slot (and across deferrals). hanging calls open: measured at the hanging vendor. stand-in busy: "
+            "for a worker slot (and across deferrals). hanging calls open: measured at the hanging "
+            "vendor. waited: messages held back by the per-host limit that waited in the worker's "
+            "line (no AWS calls); deferred: those re-sent through SQS because the line was full. "
+            "stand-in busy: "
             "moto's CPU time over the window, as a share of one core (it is one Python process): "
             "when it drops below (a)'s, the stand-in was waiting for Herald, not the other way "
             "round. Each deferral costs a GetItem, a SendMessage, a DeleteMessage and a share "
@@ -1062,6 +1066,7 @@ def fairness_summary(
                 "concurrency": r["worker"]["concurrency"],
                 "max_per_host": r["worker"]["max_per_host_honoured"],
                 "deferred": r["worker"]["outcomes_in_window"].get("deferred", 0),
+                "waited": r["worker"]["outcomes_in_window"].get("waiting", 0),
                 "queue_wait_p99_ms": r["latency_stages_ms"]["queued_to_claimed"]["p99"],
                 "stand_in_busy": r["stand_in_busy"],
                 "hanging_messages": r["hanging"]["messages"],

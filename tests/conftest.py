@@ -51,10 +51,12 @@ def aws(moto_endpoint: str, settings: Any) -> Iterator[str]:
     from notifications.queue import default_queue
     from notifications.store import default_store
 
-    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     # Clients are cached per process (building one costs ~0.3 s); they all point at this server.
     settings.AWS_ENDPOINT_URL = moto_endpoint
     settings.AWS_REGION = "us-east-1"
+    # Count changes an earlier test left pending go to its table now, not to this test's.
+    default_store().flush_statistics()
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     default_queue()._urls.clear()
     default_store().ensure_table()
     default_queue().ensure_queues()

@@ -307,7 +307,6 @@ class DeliveryClient:
             snippet=snippet.decode("utf-8", errors="replace"),
         )
 
-
     def _deadline_error(self) -> str:
         return f"DeliveryTimeout: timed out, no complete answer within {self.total_timeout:g}s"
 

@@ -82,12 +82,10 @@ def test_a_full_line_defers_through_sqs_and_nothing_is_lost(make_worker, vendor,
     assert default_queue().depth()["dead_letters"] == 0
 
 
-def test_a_stopping_worker_hands_waiting_messages_back_as_fresh_queue_messages(
-    make_worker, vendor
-):
-    url = vendor.script("/slow-to-stop", then=Answer(200, delay=2.0))
+def test_a_stopping_worker_hands_waiting_messages_back_as_fresh_queue_messages(make_worker, vendor):
+    url = vendor.script("/slow-to-stop", then=Answer(200, delay=3.0))
     ids = [submit(url) for _ in range(3)]
-    worker = make_worker(concurrency=3)
+    worker = make_worker(concurrency=3, timeout=8.0)
     worker.admission = Admission(max_per_host=1, max_retries=3)
     runner = start(worker)
     try:
