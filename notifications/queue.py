@@ -1,7 +1,8 @@
 """SQS access: the only module that talks to the work queue and its dead-letter queue.
 
-A queue message carries the message id and nothing else (no payload, nothing secret); the payload
-stays in DynamoDB, the source of truth.
+A queue message carries the message id and, as a hint for the worker's admission limits, the target's
+host name and whether the message failed before; no payload, nothing secret. The payload stays in
+DynamoDB, the source of truth.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from notifications import aws
+from notifications.domain import Message
 
 # SQS refuses DelaySeconds above 15 minutes; longer backoffs are chained by the worker.
 MAX_DELAY_SECONDS = 900
@@ -23,27 +25,43 @@ BODY_VERSION = 1
 
 @dataclass(frozen=True)
 class QueuedWork:
-    """One received SQS message. `message_id` is None when the body could not be decoded."""
+    """One received SQS message. `message_id` is None when the body could not be decoded.
+    `host` and `retry` are the sender's hints (None/False in bodies written without them)."""
 
     message_id: str | None
     receipt_handle: str
     receive_count: int
     raw_body: str
+    host: str | None = None
+    retry: bool = False
 
 
-def encode_body(message_id: str) -> str:
-    return json.dumps({"v": BODY_VERSION, "message_id": message_id}, separators=(",", ":"))
+def encode_body(message_id: str, *, host: str | None = None, retry: bool = False) -> str:
+    data: dict[str, Any] = {"v": BODY_VERSION, "message_id": message_id}
+    if host:
+        data["host"] = host
+    if retry:
+        data["retry"] = True
+    return json.dumps(data, separators=(",", ":"))
 
 
-def decode_body(body: str) -> str | None:
+def _decode(body: str) -> tuple[str | None, str | None, bool]:
     try:
         data = json.loads(body)
     except ValueError:
-        return None
+        return None, None, False
     if not isinstance(data, dict):
-        return None
-    message_id = data.get("message_id")
-    return message_id if isinstance(message_id, str) and message_id else None
+        return None, None, False
+    message_id, host = data.get("message_id"), data.get("host")
+    return (
+        message_id if isinstance(message_id, str) and message_id else None,
+        host if isinstance(host, str) and host else None,
+        data.get("retry") is True,
+    )
+
+
+def decode_body(body: str) -> str | None:
+    return _decode(body)[0]
 
 
 class WorkQueue:
@@ -119,13 +137,30 @@ class WorkQueue:
 
     # -- work -------------------------------------------------------------------------------
 
-    def send(self, message_id: str, *, delay_seconds: int = 0) -> None:
+    def send(
+        self,
+        message_id: str,
+        *,
+        delay_seconds: int = 0,
+        host: str | None = None,
+        retry: bool = False,
+    ) -> None:
         delay = max(0, min(int(delay_seconds), MAX_DELAY_SECONDS))
         self._call(
             "send_message",
             QueueUrl=self.url,
-            MessageBody=encode_body(message_id),
+            MessageBody=encode_body(message_id, host=host, retry=retry),
             DelaySeconds=delay,
+        )
+
+    def send_for(self, message: Message, *, delay_seconds: int = 0) -> None:
+        """Queue work for `message`, with the hints that let a worker claim it without reading
+        it first."""
+        self.send(
+            message.id,
+            delay_seconds=delay_seconds,
+            host=message.request.host,
+            retry=message.attempt_count > 0,
         )
 
     def depth(self) -> dict[str, int]:
@@ -204,11 +239,14 @@ class WorkQueue:
 
 
 def _work(raw: dict[str, Any]) -> QueuedWork:
+    message_id, host, retry = _decode(raw.get("Body", ""))
     return QueuedWork(
-        message_id=decode_body(raw.get("Body", "")),
+        message_id=message_id,
         receipt_handle=raw["ReceiptHandle"],
         receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
         raw_body=raw.get("Body", ""),
+        host=host,
+        retry=retry,
     )
 
 

@@ -186,7 +186,7 @@ def message_enqueue(
     store = store or default_store()
     queue = queue or default_queue()
     try:
-        queue.send(message.id)
+        queue.send_for(message)
     except AWSUnavailable as error:
         logger.warning("message %s stays PENDING: %s", message.id, error)
         return message
@@ -243,7 +243,7 @@ def message_requeue(
             raise MessageNotFound(message_id) from conflict
         raise InvalidState(conflict.current) from conflict
     try:
-        queue.send(message_id)
+        queue.send_for(requeued)
     except AWSUnavailable as error:
         logger.warning("message %s requeued but not sent, reconcile will: %s", message_id, error)
     return requeued
@@ -273,7 +273,9 @@ def delivery_claim(
     message_id: str,
     worker_id: str,
     lease_seconds: float,
-    admit: Callable[[Message], bool] | None = None,
+    admit: Callable[[str, bool], bool] | None = None,
+    host_hint: str | None = None,
+    retry_hint: bool = False,
     store: MessageStore | None = None,
     clock: Clock = system_clock,
 ) -> ClaimResult:
@@ -281,11 +283,34 @@ def delivery_claim(
 
     The claim counts the attempt (attempt_count and budget_attempts go up here), so a worker that
     dies mid-call still used up an attempt, and the attempt number is unique per claim.
-    `admit`, asked just before the write, lets the caller decline a claimable message (the
-    worker's per-host and retry limits); the result is then DEFERRED and nothing is written.
+    `admit(host, retry)`, asked just before the write, lets the caller decline a claimable message
+    (the worker's per-host and retry limits); the result is then DEFERRED and nothing is written.
+
+    With `host_hint` (from the queue message) the usual case costs one call: a conditional
+    QUEUED -> PROCESSING that also requires the message to be due. Only when that condition fails
+    (the message is PENDING, not due, busy, finished, missing) is the decision taken on the item
+    the failed write returned. Without a hint the message is read first.
     """
     store = store or default_store()
-    message = store.get(message_id)
+    if host_hint is not None and (admit is None or admit(host_hint, retry_hint)):
+        now = clock.now()
+        at = format_timestamp(now)
+        entry = HistoryEntry(Status.QUEUED, Status.PROCESSING, at, f"worker:{worker_id}", "claimed")
+        try:
+            claimed = store.transition(
+                message_id,
+                expected=Status.QUEUED,
+                target=Status.PROCESSING,
+                entry=entry,
+                due_by=at,
+                changes=_new_lease(now, lease_seconds),
+                increments={"attempt_count": 1, "budget_attempts": 1},
+            )
+            return ClaimResult(ClaimState.CLAIMED, claimed)
+        except TransitionConflict as conflict:
+            message = conflict.current  # decide on what it is
+    else:
+        message = store.get(message_id)
     for _ in range(3):
         if message is None:
             return ClaimResult(ClaimState.MISSING)
@@ -304,7 +329,7 @@ def delivery_claim(
             remaining = _seconds_until(message.next_attempt_at, now)
             if remaining > 0:
                 return ClaimResult(ClaimState.NOT_DUE, message, remaining)
-        if admit is not None and not admit(message):
+        if admit is not None and not admit(message.request.host, message.attempt_count > 0):
             return ClaimResult(ClaimState.DEFERRED, message)
         at = format_timestamp(now)
         entry = HistoryEntry(message.status, Status.PROCESSING, at, f"worker:{worker_id}", reason)
@@ -316,8 +341,7 @@ def delivery_claim(
                 entry=entry,
                 lease_expired_before=expired_before,
                 changes={
-                    "lease_token": secrets.token_hex(16),
-                    "lease_expires_at": format_timestamp(now + timedelta(seconds=lease_seconds)),
+                    **_new_lease(now, lease_seconds),
                     "attempt_count": message.attempt_count + 1,
                     "budget_attempts": message.budget_attempts + 1,
                 },
@@ -327,6 +351,13 @@ def delivery_claim(
             continue
         return ClaimResult(ClaimState.CLAIMED, claimed)
     return ClaimResult(ClaimState.BUSY, message, 1.0)
+
+
+def _new_lease(now: datetime, lease_seconds: float) -> dict[str, Any]:
+    return {
+        "lease_token": secrets.token_hex(16),
+        "lease_expires_at": format_timestamp(now + timedelta(seconds=lease_seconds)),
+    }
 
 
 def _seconds_until(timestamp: str | None, now: datetime) -> float:
@@ -431,7 +462,7 @@ def delivery_record(
         return DeliveryOutcome(verdict, None)
     if target == Status.QUEUED:
         try:
-            queue.send(claim.id, delay_seconds=math.ceil(delay or 0))
+            queue.send_for(updated, delay_seconds=math.ceil(delay or 0))
         except AWSUnavailable as failure:
             logger.warning("message %s: retry not sent, reconcile will: %s", claim.id, failure)
     return DeliveryOutcome(verdict, updated, delay)
@@ -526,7 +557,7 @@ def messages_reconcile(
                 lease_expired_before=stamp,
                 changes={"lease_token": None, "lease_expires_at": None, "next_attempt_at": stamp},
             )
-            queue.send(message.id)
+            queue.send_for(message)
             counts["expired_leases_requeued"] += 1
         except TransitionConflict:
             counts["skipped_changed_meanwhile"] += 1
@@ -546,7 +577,7 @@ def messages_reconcile(
             ):
                 counts["skipped_changed_meanwhile"] += 1
                 continue
-            queue.send(message.id)
+            queue.send_for(message)
             counts["overdue_queued_resent"] += 1
         except AWSUnavailable:
             counts["errors"] += 1

@@ -435,6 +435,8 @@ class MessageStore:
         changes: Mapping[str, Any] | None = None,
         lease_token: str | None = None,
         lease_expired_before: str | None = None,
+        due_by: str | None = None,
+        increments: Mapping[str, int] | None = None,
     ) -> Message:
         """Move a message from `expected` to `target` in one conditional UpdateItem.
 
@@ -443,11 +445,14 @@ class MessageStore:
         delivery). `lease_token` additionally requires the caller to hold the current lease, so a
         worker whose lease expired cannot overwrite the result of the worker that took over.
         `lease_expired_before` requires the lease to have expired before that instant (re-claiming
-        a PROCESSING message). `changes` sets other fields; a None value removes the attribute.
+        a PROCESSING message); `due_by` requires `next_attempt_at`, if set, to be no later than
+        that instant. `changes` sets other fields (a None value removes the attribute);
+        `increments` adds to numeric ones.
         """
         check_transition(expected, target)
         changes = dict(changes or {})
-        unknown = set(changes) - MUTABLE_FIELDS
+        increments = dict(increments or {})
+        unknown = (set(changes) | set(increments)) - MUTABLE_FIELDS
         if unknown:
             raise ValueError(f"transition cannot change {sorted(unknown)}")
 
@@ -474,9 +479,16 @@ class MessageStore:
             else:
                 values[f":f{position}"] = value
                 assignments.append(f"#f{position} = :f{position}")
+        additions = []
+        for position, (field_name, amount) in enumerate(sorted(increments.items())):
+            names[f"#i{position}"] = field_name
+            values[f":i{position}"] = amount
+            additions.append(f"#i{position} :i{position}")
         expression = "SET " + ", ".join(assignments)
         if removals:
             expression += " REMOVE " + ", ".join(removals)
+        if additions:
+            expression += " ADD " + ", ".join(additions)
 
         conditions = ["attribute_exists(pk)", "#status = :expected"]
         if lease_token is not None:
@@ -487,6 +499,10 @@ class MessageStore:
             names["#lease_expiry"] = "lease_expires_at"
             values[":lease_deadline"] = lease_expired_before
             conditions.append("#lease_expiry < :lease_deadline")
+        if due_by is not None:
+            names["#next"] = "next_attempt_at"
+            values[":due_by"] = due_by
+            conditions.append("(attribute_not_exists(#next) OR #next <= :due_by)")
 
         try:
             response = self._call(

@@ -308,7 +308,7 @@ class Worker:
             self._pool = None
         for entry in waiting:
             try:
-                self.queue.send(entry.message.id)
+                self.queue.send_for(entry.message)
                 self.queue.delete(entry.work.receipt_handle)
             except AWSUnavailable as error:
                 # It comes back when its visibility timeout ends.
@@ -362,10 +362,9 @@ class Worker:
             return "undecodable"
         tickets: list[Ticket] = [reserved] if reserved is not None else []
 
-        def admit(candidate: Message) -> bool:
+        def admit(host: str, retry: bool) -> bool:
             if not tickets:  # asked again after a lost race: keep the slot already taken
-                retry = candidate.attempt_count > 0
-                ticket = self.admission.try_admit(candidate.request.host, retry=retry)
+                ticket = self.admission.try_admit(host, retry=retry)
                 if ticket is None:
                     return False
                 tickets.append(ticket)
@@ -377,6 +376,8 @@ class Worker:
                 worker_id=self.worker_id,
                 lease_seconds=self.lease_seconds,
                 admit=admit,
+                host_hint=work.host,
+                retry_hint=work.retry,
                 store=self.store,
                 clock=self.clock,
             )
@@ -414,8 +415,10 @@ class Worker:
         if claim.state == ClaimState.NOT_DUE:
             # SQS delays stop at 15 minutes: chain a fresh queue message for the rest of the wait
             # (a new message, so the wait does not spend the receive count meant for poison).
-            self.queue.send(
-                work.message_id, delay_seconds=min(math.ceil(claim.wait_seconds), MAX_DELAY_SECONDS)
+            assert claim.message is not None
+            self.queue.send_for(
+                claim.message,
+                delay_seconds=min(math.ceil(claim.wait_seconds), MAX_DELAY_SECONDS),
             )
             self.queue.delete(work.receipt_handle)
             return "not_due"
@@ -435,7 +438,7 @@ class Worker:
             expected_next_attempt_at=message.next_attempt_at,
             next_attempt_at=format_timestamp(self.clock.now() + timedelta(seconds=delay)),
         )
-        self.queue.send(message.id, delay_seconds=delay)
+        self.queue.send_for(message, delay_seconds=delay)
         self.queue.delete(work.receipt_handle)
         return "deferred"
 

@@ -42,6 +42,9 @@ def free_port() -> int:
 def moto_endpoint() -> Iterator[str]:
     server = StandinThread().start()
     yield server.endpoint
+    from notifications.store import default_store
+
+    default_store().flush_statistics()  # now, not at exit when the server is gone
     server.stop()
 
 

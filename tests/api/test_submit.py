@@ -62,12 +62,12 @@ def test_accepts_stores_and_queues(client, producer):
     assert queued_ids() == [data["id"]]
 
 
-def test_sqs_body_carries_the_id_and_nothing_secret(client):
-    post(client, message_payload())
+def test_sqs_body_carries_the_id_and_host_and_nothing_secret(client):
+    data = post(client, message_payload()).json()
     response = aws_module.sqs().receive_message(QueueUrl=default_queue().url)
     body = response["Messages"][0]["Body"]
     assert "vendor-secret" not in body and "signup" not in body
-    assert set(json.loads(body)) == {"v", "message_id"}
+    assert json.loads(body) == {"v": 1, "message_id": data["id"], "host": "vendor.example.com"}
 
 
 def test_defaults_method_and_keeps_string_body(client):

@@ -196,3 +196,70 @@ def test_requeue_failed_command_filters_by_window_and_host(make_worker, vendor):
     out = StringIO()
     call_command("requeue_failed", "--until", since, stdout=out)
     assert "0 requeued" in out.getvalue()
+
+
+# -- claiming with the queue message's hint: one conditional write, read only on a conflict ---
+
+
+def claim_with_hint(message, clock, **kwargs):
+    return delivery_claim(
+        message_id=message.id,
+        worker_id="w",
+        lease_seconds=10,
+        host_hint=message.request.host,
+        clock=clock,
+        **kwargs,
+    )
+
+
+def test_a_hinted_claim_of_a_due_message_is_one_write_and_no_read(faults):
+    clock = ManualClock()
+    message = build_message(status=Status.QUEUED, created_at=format_timestamp(clock.now()))
+    default_store().put_new(message)
+    reads = faults.count("dynamodb", "GetItem")
+    writes = faults.count("dynamodb", "UpdateItem")
+    asked = []
+
+    claim = claim_with_hint(message, clock, admit=lambda host, retry: asked.append(host) or True)
+
+    assert claim.state == ClaimState.CLAIMED
+    assert (reads(), writes()) == (0, 1)
+    assert asked == ["vendor.example.com"]
+    claimed = default_store().get(message.id)
+    assert claimed.status == Status.PROCESSING
+    assert (claimed.attempt_count, claimed.budget_attempts) == (1, 1)
+    assert claimed.lease_token == claim.message.lease_token
+    assert claimed.history[-1].from_status == Status.QUEUED
+
+
+def test_a_hinted_claim_decides_on_the_item_when_the_write_is_refused(faults):
+    clock = ManualClock()
+    store = default_store()
+    later = format_timestamp(clock.now() + timedelta(seconds=30))
+    not_due = build_message(status=Status.QUEUED, next_attempt_at=later)
+    pending = build_message(status=Status.PENDING)  # sent to SQS, not yet marked QUEUED
+    done = build_message(status=Status.COMPLETED)
+    for message in (not_due, pending, done):
+        store.put_new(message)
+    reads = faults.count("dynamodb", "GetItem")
+
+    assert claim_with_hint(not_due, clock).state == ClaimState.NOT_DUE
+    assert store.get(not_due.id).status == Status.QUEUED  # nothing written
+    assert claim_with_hint(done, clock).state == ClaimState.FINISHED
+    picked_up = claim_with_hint(pending, clock)
+    assert picked_up.state == ClaimState.CLAIMED
+    assert picked_up.message.history[-1].from_status == Status.PENDING
+    assert picked_up.message.attempt_count == 1
+    missing = build_message(status=Status.QUEUED)  # never stored
+    assert claim_with_hint(missing, clock).state == ClaimState.MISSING
+    assert reads() == 1  # the test's own; the claims read nothing
+
+
+def test_a_hinted_claim_refused_by_admission_reads_and_defers():
+    clock = ManualClock()
+    message = build_message(status=Status.QUEUED)
+    default_store().put_new(message)
+    claim = claim_with_hint(message, clock, admit=lambda host, retry: False)
+    assert claim.state == ClaimState.DEFERRED
+    assert claim.message.id == message.id
+    assert default_store().get(message.id).status == Status.QUEUED
