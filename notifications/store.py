@@ -242,6 +242,15 @@ class PendingCounts:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._flusher_pid: int | None = None
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """A forked child starts empty: its parent writes what it had pending, and a lock the
+        parent held at the fork must not stay held in the child."""
+        self._deltas = Counter()
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._flusher_pid = None
 
     def add(self, to: Status, previous: Status | None) -> None:
         with self._lock:
@@ -277,7 +286,10 @@ class PendingCounts:
     def _run(self) -> None:
         while True:
             time.sleep(self.interval)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # keep counting whatever happened to one write
+                logger.exception("status counts: unexpected error while writing")
 
 
 class MessageStore:
@@ -755,9 +767,10 @@ class MessageStore:
     #
     # The aggregates are updated after, not atomically with, the message write: a transaction would
     # double the cost of every status change and make concurrent status changes conflict on the
-    # shared counter items. A write that fails is retried with the next one; a process killed
-    # without exiting loses at most a second of count changes, and a fault between a failure's
-    # writes loses one count (logged). `recount_status_counters` (command `recount_statuses`)
+    # shared counter items. A write that fails is retried with the next one (so a write that
+    # timed out but was applied counts its second twice); a process killed without exiting loses
+    # at most a second of count changes, and a fault between a failure's writes loses one count
+    # (logged). `recount_status_counters` (command `recount_statuses`)
     # repairs the counts; the failure items are windowed and heal by themselves.
 
     def _record_arrival(self, message: Message, *, previous: Status | None) -> None:

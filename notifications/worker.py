@@ -4,7 +4,9 @@ in-flight queue messages invisible, and a `stop()` that drains before exit.
 A message whose host is at its per-host limit (or a retry while retries have their share of the
 slots) waits in the worker's *waiting line* instead of going back to SQS: it keeps its queue
 message (the heartbeat keeps it invisible), takes no delivery slot, and starts as soon as a slot
-for it frees, in arrival order. Waiting so costs no AWS calls and no receive count. Only when the
+for it frees, in arrival order (roughly: a newly received message can take a freed slot first).
+Waiting so costs no receive count and no AWS calls beyond the heartbeat's batched visibility
+extensions (and a long waiter's next_attempt_at moving along now and then). Only when the
 line is full (`max_waiting`), or when the worker runs synchronously (`handle()` from a test), is a
 message deferred through SQS as a new queue message instead.
 
@@ -35,7 +37,7 @@ from notifications.delivery.admission import Admission, Ticket
 from notifications.delivery.backoff import RetrySchedule, parse_schedule
 from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import OutcomePolicy, parse_status_set
-from notifications.domain import Message, format_timestamp
+from notifications.domain import Message, Status, format_timestamp, parse_timestamp
 from notifications.queue import MAX_DELAY_SECONDS, QueuedWork, WorkQueue, default_queue
 from notifications.selectors import SigningSecretCache
 from notifications.services import ClaimState
@@ -197,6 +199,7 @@ class Worker:
                         )
                     pool.submit(self._process, work)
         finally:
+            self._stopping.set()  # also when the loop ended with an exception
             drained = self._drain()
             pool.shutdown(wait=drained, cancel_futures=True)
             self._hand_back_waiting()
@@ -252,12 +255,18 @@ class Worker:
                         work,
                         held[0],
                         entry.visible_until if entry else time.monotonic(),
-                        time.monotonic() + self.waiting_refresh_seconds,
+                        time.monotonic() + self._fresh_for(held[0]),
                     )
                 self._start_waiting()
                 self._changed.notify_all()
 
     # -- the waiting line -------------------------------------------------------------------
+
+    def _fresh_for(self, message: Message) -> float:
+        """Seconds until a waiting message's next_attempt_at is old enough to move along."""
+        since = message.next_attempt_at or message.updated_at
+        age = (self.clock.now() - parse_timestamp(since)).total_seconds()
+        return max(0.0, self.waiting_refresh_seconds - age)
 
     def _start_waiting(self) -> None:
         """Start waiting messages that admission now lets through, oldest first, while slots
@@ -272,17 +281,23 @@ class Worker:
             )
             if ticket is None:
                 continue
+            try:
+                # It cannot finish before the bookkeeping below: that needs the lock held here.
+                self._pool.submit(self._process, waiting.work, ticket)
+            except RuntimeError:  # the pool is shutting down
+                self.admission.release(ticket)
+                return
             del self._waiting[receipt]
             self._in_flight[receipt] = _InFlight(waiting.work, waiting.visible_until)
-            self._pool.submit(self._process, waiting.work, ticket)
 
     def _refresh_waiting(self) -> None:
         """Keep long-waiting messages' next_attempt_at recent (heartbeat), so the reconciler
-        does not take a message that waits here for one whose queue message was lost."""
+        does not take a message that waits here for one whose queue message was lost. Stops at
+        the first AWS fault: the heartbeat must not be held up by a struggling DynamoDB."""
         now = time.monotonic()
         with self._changed:
-            stale = [w for w in self._waiting.values() if w.fresh_until <= now]
-        for waiting in stale:
+            stale = [(r, w) for r, w in self._waiting.items() if w.fresh_until <= now]
+        for receipt, waiting in stale:
             message = waiting.message
             stamp = format_timestamp(self.clock.now())
             try:
@@ -292,13 +307,25 @@ class Worker:
                     expected_next_attempt_at=message.next_attempt_at,
                     next_attempt_at=stamp,
                 )
+                current = None if moved else self.store.get(message.id)
             except AWSUnavailable as error:
                 logger.warning("could not refresh waiting message %s: %s", message.id, error)
-                continue
-            # Not moved: the message changed meanwhile (another copy ran); its claim will see.
+                return
             if moved:
                 waiting.message = replace(message, next_attempt_at=stamp)
-            waiting.fresh_until = now + self.waiting_refresh_seconds
+                waiting.fresh_until = now + self.waiting_refresh_seconds
+            elif current is not None and current.status in (Status.QUEUED, Status.PENDING):
+                waiting.message = current  # changed meanwhile (a reconciler); refresh next tick
+            else:
+                # Claimed through another copy of its queue message, finished, or gone: this
+                # copy has nothing left to do.
+                with self._changed:
+                    dropped = self._waiting.pop(receipt, None)
+                if dropped is not None:
+                    try:
+                        self.queue.delete(receipt)
+                    except AWSUnavailable:
+                        pass  # it comes back, and its claim then sees the same
 
     def _hand_back_waiting(self) -> None:
         """On exit, give each waiting message back as a new queue message (a new message, so
@@ -323,23 +350,22 @@ class Worker:
                 if not self.in_flight and not self.waiting:
                     return
                 time.sleep(interval)  # draining: keep extending, without spinning
-            self._refresh_waiting()
             now = time.monotonic()
             with self._changed:
                 self._start_waiting()  # a safety net; slots normally start them as they free
                 held = [*self._in_flight.values(), *self._waiting.values()]
                 due = [f for f in held if f.visible_until - now < 2 * interval]
-            if not due:
-                continue
-            try:
-                self.queue.extend_visibility(
-                    [f.work.receipt_handle for f in due], self.visibility_timeout
-                )
-            except AWSUnavailable as error:
-                logger.warning("could not extend visibility: %s", error)
-                continue
-            for entry in due:
-                entry.visible_until = now + self.visibility_timeout
+            if due:
+                try:
+                    self.queue.extend_visibility(
+                        [f.work.receipt_handle for f in due], self.visibility_timeout
+                    )
+                except AWSUnavailable as error:
+                    logger.warning("could not extend visibility: %s", error)
+                else:
+                    for entry in due:
+                        entry.visible_until = now + self.visibility_timeout
+            self._refresh_waiting()  # after the extension, which matters more
 
     # -- one queue message ------------------------------------------------------------------
 

@@ -6,11 +6,12 @@ Two limits keep one bad vendor from holding up everyone else:
 - at most `max_retries` in flight for messages that failed before, so a wave of retries can never
   take the slots that first attempts need.
 
-A message that is not admitted is deferred, not held: the worker re-sends it as a new queue
-message after `defer_seconds` (a new message starts at receive count 0, so waiting never spends
-the budget that moves poison messages to the dead-letter queue). The deferral follows how long
-the host's deliveries take, so a hanging host's backlog is looked at about once per timeout
-instead of spinning.
+A message that is not admitted waits in the worker's waiting line (see `notifications.worker`)
+and starts when a slot for it frees. When the line is full it is deferred: the worker re-sends it
+as a new queue message after `defer_seconds` (a new message starts at receive count 0, so waiting
+never spends the budget that moves poison messages to the dead-letter queue). The deferral
+follows how long the host's deliveries take, so a hanging host's backlog is looked at about once
+per timeout instead of spinning.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,8 +90,16 @@ class _Call:
     def attach(self, connection: Any) -> None:
         with self._lock:
             self._connection = connection
+            connection._herald_call = self
             if self.expired:
                 self._cut()
+
+    def detach(self, connection: Any) -> None:
+        """The connection went back to its pool (urllib3 does so by itself once a body has been
+        read to its end): from now on it may serve another call, so this one must not cut it."""
+        with self._lock:
+            if self._connection is connection:
+                self._connection = None
 
     def expire(self) -> None:
         with self._lock:
@@ -101,8 +109,7 @@ class _Call:
             self._cut()
 
     def finish(self) -> None:
-        """Called before the connection goes back to the pool, so a late watchdog can never cut
-        a connection that another call has taken meanwhile."""
+        """The call is over: a late watchdog does nothing."""
         with self._lock:
             self._finished = True
 
@@ -155,6 +162,13 @@ class _AttachToCall:
             call.attach(connection)
         return connection
 
+    def _put_conn(self, conn: Any) -> None:
+        call = getattr(conn, "_herald_call", None)
+        if call is not None:
+            call.detach(conn)
+            conn._herald_call = None
+        super()._put_conn(conn)  # type: ignore[misc]
+
 
 class _DeadlinePool(_AttachToCall, HTTPConnectionPool):
     pass
@@ -200,8 +214,32 @@ class DeliveryClient:
         self.resolver = resolver
         # getaddrinfo cannot be interrupted: lookups run here, and a call waits for its lookup
         # only until its deadline (a stuck lookup keeps a thread here, not a delivery slot).
+        # Calls for the same host share one outstanding lookup, so a vendor whose DNS hangs
+        # holds at most one of these threads and the others stay free for everyone else.
         self._lookups = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="dns")
+        self._outstanding: dict[tuple[str, int], Future[list[str]]] = {}
+        self._outstanding_lock = threading.Lock()
         self._watchdog = _Watchdog()
+
+    def _lookup(self, host: str, port: int, within: float) -> list[str]:
+        key = (host, port)
+        with self._outstanding_lock:
+            lookup = self._outstanding.get(key)
+            started = lookup is None
+            if lookup is None:
+                lookup = self._lookups.submit(self.resolver, host, port)
+                self._outstanding[key] = lookup
+        if started:  # outside the lock: a lookup already done runs the callback right here
+            lookup.add_done_callback(lambda done: self._forget(key, done))
+        try:
+            return lookup.result(timeout=max(0.0, within))
+        except FutureTimeout:
+            raise TimeoutError(f"looking up {host} took longer than {within:.1f}s") from None
+
+    def _forget(self, key: tuple[str, int], lookup: Future[list[str]]) -> None:
+        with self._outstanding_lock:
+            if self._outstanding.get(key) is lookup:
+                del self._outstanding[key]
 
     def resolve_checked(self, host: str, port: int, *, within: float | None = None) -> str:
         """The address to connect to; raises TargetNotAllowed if any resolved address is
@@ -213,11 +251,7 @@ class DeliveryClient:
         elif within is None:
             addresses = self.resolver(host, port)
         else:
-            lookup = self._lookups.submit(self.resolver, host, port)
-            try:
-                addresses = lookup.result(timeout=max(0.0, within))
-            except FutureTimeout:
-                raise TimeoutError(f"looking up {host} took longer than {within:.1f}s") from None
+            addresses = self._lookup(host, port, within)
         if not addresses:
             raise OSError(f"{host} did not resolve")
         for address in addresses:
@@ -256,6 +290,8 @@ class DeliveryClient:
         tls = {"server_hostname": host, "assert_hostname": host} if scheme == "https" else None
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         left = deadline - time.monotonic()
+        if left <= 0:  # the lookup took it all
+            return HttpResult(None, _elapsed_ms(started), error=self._deadline_error())
         call = _Call(deadline)
         self._watchdog.watch(call)
         _calls.current = call

@@ -112,6 +112,32 @@ def test_a_name_lookup_that_hangs_ends_at_the_deadline():
     assert result.error.startswith("NameResolutionError") and "longer than" in result.error
 
 
+def test_calls_for_one_host_share_its_outstanding_lookup():
+    lookups = []
+
+    def stuck_resolver(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        time.sleep(3)
+        return ["127.0.0.1"]
+
+    deliveries = client(1.0, resolver=stuck_resolver)
+    request = DeliveryRequest(
+        url="http://stuck-dns.test/hook", method="POST", headers={}, body="{}", body_is_json=True
+    )
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(deliveries.send(request, "msg")))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4
+    assert all(r.error and r.error.startswith("NameResolutionError") for r in results)
+    assert lookups == ["stuck-dns.test"]  # one thread stuck for this host, not four
+
+
 def test_a_finished_call_is_never_cut_later_on_a_reused_connection(vendor):
     # The first call finishes in time; its deadline passes while the same pooled connection
     # serves a second, slower call, which must not be cut by the first call's watchdog.
