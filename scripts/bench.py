@@ -1004,7 +1004,7 @@ def render(config: dict[str, Any], results: list[dict[str, Any]], fairness: dict
             "  queue wait = QUEUED -> claimed (PROCESSING): how long a healthy message waited "
             "for a worker slot (and across deferrals). hanging calls open: measured at the hanging "
             "vendor. waited: messages held back by the per-host limit that waited in the worker's "
-            "line (no AWS calls); deferred: those re-sent through SQS because the line was full. "
+            "line (no receive count, no AWS calls but batched visibility extensions); deferred: those re-sent through SQS because the line was full. "
             "stand-in busy: "
             "moto's CPU time over the window, as a share of one core (it is one Python process): "
             "when it drops below (a)'s, the stand-in was waiting for Herald, not the other way "
