@@ -289,10 +289,13 @@ def delivery_claim(
     With `host_hint` (from the queue message) the usual case costs one call: a conditional
     QUEUED -> PROCESSING that also requires the message to be due. Only when that condition fails
     (the message is PENDING, not due, busy, finished, missing) is the decision taken on the item
-    the failed write returned. Without a hint the message is read first.
+    the failed write returned. When `admit` refuses the hint, the result is DEFERRED without a
+    message: nothing was read. Without a hint the message is read first.
     """
     store = store or default_store()
-    if host_hint is not None and (admit is None or admit(host_hint, retry_hint)):
+    if host_hint is not None:
+        if admit is not None and not admit(host_hint, retry_hint):
+            return ClaimResult(ClaimState.DEFERRED)  # nothing read, nothing written
         now = clock.now()
         at = format_timestamp(now)
         entry = HistoryEntry(Status.QUEUED, Status.PROCESSING, at, f"worker:{worker_id}", "claimed")

@@ -37,7 +37,13 @@ from notifications.delivery.admission import Admission, Ticket
 from notifications.delivery.backoff import RetrySchedule, parse_schedule
 from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import OutcomePolicy, parse_status_set
-from notifications.domain import Message, Status, format_timestamp, parse_timestamp
+from notifications.domain import (
+    TERMINAL_STATUSES,
+    Message,
+    Status,
+    format_timestamp,
+    parse_timestamp,
+)
 from notifications.queue import MAX_DELAY_SECONDS, QueuedWork, WorkQueue, default_queue
 from notifications.selectors import SigningSecretCache
 from notifications.services import ClaimState
@@ -57,14 +63,28 @@ class _InFlight:
     visible_until: float
 
 
+@dataclass(frozen=True)
+class _Held:
+    """What admission refused: the host and retry flag it decided on, and the message when the
+    claim read it (a claim refused on the queue message's hint reads nothing)."""
+
+    host: str
+    retry: bool
+    message: Message | None
+
+
 @dataclass
 class _Waiting:
-    """A claimable message held back by admission, keeping its queue message."""
+    """A message held back by admission, keeping its queue message."""
 
     work: QueuedWork
-    message: Message
+    held: _Held
     visible_until: float
     fresh_until: float  # when its next_attempt_at must move on, so reconcile does not re-send it
+
+
+# Statuses a message can wait in (anything else: another copy of its queue message got it).
+WAITING_STATUSES = frozenset({Status.QUEUED, Status.PENDING})
 
 
 class Worker:
@@ -231,15 +251,15 @@ class Worker:
                 pass  # it becomes visible again when its visibility timeout ends
 
     def _process(self, work: QueuedWork, reserved: Ticket | None = None) -> None:
-        held: list[Message] = []
+        held: list[_Held] = []
 
-        def wait_in_line(message: Message) -> bool:
+        def wait_in_line(refused: _Held) -> bool:
             # Room in the line? The move itself happens below, together with freeing the slot,
             # so no other thread can start the message while this one still holds its slot.
             with self._changed:
                 if self._stopping.is_set() or len(self._waiting) >= self.max_waiting:
                     return False
-            held.append(message)
+            held.append(refused)
             return True
 
         try:
@@ -262,8 +282,12 @@ class Worker:
 
     # -- the waiting line -------------------------------------------------------------------
 
-    def _fresh_for(self, message: Message) -> float:
-        """Seconds until a waiting message's next_attempt_at is old enough to move along."""
+    def _fresh_for(self, held: _Held) -> float:
+        """Seconds until a waiting message's next_attempt_at is old enough to move along (not
+        read: it came off the queue just now, so it was due about now)."""
+        message = held.message
+        if message is None:
+            return self.waiting_refresh_seconds / 2
         since = message.next_attempt_at or message.updated_at
         age = (self.clock.now() - parse_timestamp(since)).total_seconds()
         return max(0.0, self.waiting_refresh_seconds - age)
@@ -276,9 +300,7 @@ class Worker:
         for receipt, waiting in list(self._waiting.items()):
             if len(self._in_flight) >= self.concurrency:
                 return
-            ticket = self.admission.try_admit(
-                waiting.message.request.host, retry=waiting.message.attempt_count > 0
-            )
+            ticket = self.admission.try_admit(waiting.held.host, retry=waiting.held.retry)
             if ticket is None:
                 continue
             try:
@@ -298,34 +320,38 @@ class Worker:
         with self._changed:
             stale = [(r, w) for r, w in self._waiting.items() if w.fresh_until <= now]
         for receipt, waiting in stale:
-            message = waiting.message
+            message_id = waiting.work.message_id
+            assert message_id is not None
             stamp = format_timestamp(self.clock.now())
             try:
-                moved = self.store.reschedule(
-                    message.id,
-                    status=message.status,
-                    expected_next_attempt_at=message.next_attempt_at,
-                    next_attempt_at=stamp,
-                )
-                current = None if moved else self.store.get(message.id)
+                message = waiting.held.message or self.store.get(message_id)
+                if message is not None and message.status in WAITING_STATUSES:
+                    if self.store.reschedule(
+                        message_id,
+                        status=message.status,
+                        expected_next_attempt_at=message.next_attempt_at,
+                        next_attempt_at=stamp,
+                    ):
+                        moved = replace(message, next_attempt_at=stamp)
+                        waiting.held = replace(waiting.held, message=moved)
+                        waiting.fresh_until = now + self.waiting_refresh_seconds
+                        continue
+                    message = self.store.get(message_id)  # changed meanwhile (a reconciler)
             except AWSUnavailable as error:
-                logger.warning("could not refresh waiting message %s: %s", message.id, error)
+                logger.warning("could not refresh waiting message %s: %s", message_id, error)
                 return
-            if moved:
-                waiting.message = replace(message, next_attempt_at=stamp)
-                waiting.fresh_until = now + self.waiting_refresh_seconds
-            elif current is not None and current.status in (Status.QUEUED, Status.PENDING):
-                waiting.message = current  # changed meanwhile (a reconciler); refresh next tick
-            else:
-                # Claimed through another copy of its queue message, finished, or gone: this
-                # copy has nothing left to do.
-                with self._changed:
-                    dropped = self._waiting.pop(receipt, None)
-                if dropped is not None:
-                    try:
-                        self.queue.delete(receipt)
-                    except AWSUnavailable:
-                        pass  # it comes back, and its claim then sees the same
+            if message is not None and message.status in WAITING_STATUSES:
+                waiting.held = replace(waiting.held, message=message)  # again next tick
+                continue
+            # Claimed through another copy of its queue message, finished, or gone: this copy
+            # has nothing left to do.
+            with self._changed:
+                dropped = self._waiting.pop(receipt, None)
+            if dropped is not None:
+                try:
+                    self.queue.delete(receipt)
+                except AWSUnavailable:
+                    pass  # it comes back, and its claim then sees the same
 
     def _hand_back_waiting(self) -> None:
         """On exit, give each waiting message back as a new queue message (a new message, so
@@ -334,12 +360,14 @@ class Worker:
             waiting, self._waiting = list(self._waiting.values()), {}
             self._pool = None
         for entry in waiting:
+            message_id = entry.work.message_id
+            assert message_id is not None
             try:
-                self.queue.send_for(entry.message)
+                self.queue.send(message_id, host=entry.held.host, retry=entry.held.retry)
                 self.queue.delete(entry.work.receipt_handle)
             except AWSUnavailable as error:
                 # It comes back when its visibility timeout ends.
-                logger.warning("could not hand back %s: %s", entry.message.id, error)
+                logger.warning("could not hand back %s: %s", message_id, error)
         if waiting:
             logger.info("handed %d waiting messages back to the queue", len(waiting))
 
@@ -374,7 +402,7 @@ class Worker:
         work: QueuedWork,
         *,
         reserved: Ticket | None = None,
-        wait_in_line: Callable[[Message], bool] | None = None,
+        wait_in_line: Callable[[_Held], bool] | None = None,
     ) -> str:
         """Process one queue message; returns what happened (for logs and tests).
 
@@ -425,7 +453,7 @@ class Worker:
         self,
         work: QueuedWork,
         claim: services.ClaimResult,
-        wait_in_line: Callable[[Message], bool] | None,
+        wait_in_line: Callable[[_Held], bool] | None,
     ) -> str:
         if claim.state == ClaimState.MISSING:
             logger.error("queue message for unknown message %s", work.message_id)
@@ -452,9 +480,21 @@ class Worker:
         # or, when the line is full, look again later with a new queue message (so the wait
         # does not spend the receive count).
         message = claim.message
-        assert message is not None
-        if wait_in_line is not None and wait_in_line(message):
+        if message is not None:
+            refused = _Held(message.request.host, message.attempt_count > 0, message)
+        else:  # refused on the queue message's hint, before anything was read
+            assert work.host is not None
+            refused = _Held(work.host, work.retry, None)
+        if wait_in_line is not None and wait_in_line(refused):
             return "waiting"
+        if message is None:
+            message = self.store.get(work.message_id)
+            if message is None:
+                logger.error("queue message for unknown message %s", work.message_id)
+                return "missing"
+            if message.status in TERMINAL_STATUSES:
+                self.queue.delete(work.receipt_handle)
+                return "duplicate"
         delay = math.ceil(self.admission.defer_seconds(message.request.host))
         # Move next_attempt_at along, so the reconciler does not take a waiting message for one
         # whose queue message was lost.

@@ -30,16 +30,12 @@ def start(worker: Worker) -> threading.Thread:
     return runner
 
 
-def test_messages_for_a_busy_host_wait_in_line_without_aws_calls(make_worker, vendor, faults):
-    url = vendor.script("/one-at-a-time", then=Answer(200, delay=0.5))
-    ids = [submit(url) for _ in range(4)]
-    sends = faults.count("sqs", "SendMessage")
-    worker = make_worker(concurrency=4)
-    worker.admission = Admission(max_per_host=1, max_retries=4)
+def run_until_completed(worker: Worker, ids: list[str], timeout: float) -> int:
+    """Run the worker until every message is COMPLETED; returns the longest waiting line seen."""
     most_waiting = 0
     runner = start(worker)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + timeout
         while not all(status_of(i) == Status.COMPLETED for i in ids):
             assert time.monotonic() < deadline, [status_of(i) for i in ids]
             most_waiting = max(most_waiting, worker.waiting)
@@ -47,6 +43,16 @@ def test_messages_for_a_busy_host_wait_in_line_without_aws_calls(make_worker, ve
     finally:
         worker.stop()
         runner.join(timeout=30)
+    return most_waiting
+
+
+def test_messages_for_a_busy_host_wait_in_line_without_aws_calls(make_worker, vendor, faults):
+    url = vendor.script("/one-at-a-time", then=Answer(200, delay=0.5))
+    ids = [submit(url) for _ in range(4)]
+    sends = faults.count("sqs", "SendMessage")
+    worker = make_worker(concurrency=4)
+    worker.admission = Admission(max_per_host=1, max_retries=4)
+    most_waiting = run_until_completed(worker, ids, timeout=20)
 
     assert most_waiting >= 2  # the others waited in the worker while one call ran
     calls = vendor.requests_to("/one-at-a-time")
@@ -68,17 +74,7 @@ def test_a_full_line_defers_through_sqs_and_nothing_is_lost(make_worker, vendor,
     sends = faults.count("sqs", "SendMessage")
     worker = make_worker(concurrency=6, max_waiting=1)
     worker.admission = Admission(max_per_host=1, max_retries=6)
-    most_waiting = 0
-    runner = start(worker)
-    try:
-        deadline = time.monotonic() + 40
-        while not all(status_of(i) == Status.COMPLETED for i in ids):
-            assert time.monotonic() < deadline, [status_of(i) for i in ids]
-            most_waiting = max(most_waiting, worker.waiting)
-            time.sleep(0.05)
-    finally:
-        worker.stop()
-        runner.join(timeout=30)
+    most_waiting = run_until_completed(worker, ids, timeout=40)
 
     assert most_waiting == 1  # the line held one at a time ...
     assert sends() >= 1  # ... and the rest went round through SQS
