@@ -315,23 +315,16 @@ def delivery_claim(
     else:
         message = store.get(message_id)
     for _ in range(3):
-        if message is None:
-            return ClaimResult(ClaimState.MISSING)
         now = clock.now()
-        if message.status in TERMINAL_STATUSES:
-            return ClaimResult(ClaimState.FINISHED, message)
+        blocked = claim_blocker(message, now)
+        if blocked is not None:
+            return blocked
+        assert message is not None
         expired_before = None
         reason = "claimed"
-        if message.status == Status.PROCESSING:
-            remaining = _seconds_until(message.lease_expires_at, now)
-            if remaining > 0:
-                return ClaimResult(ClaimState.BUSY, message, remaining)
+        if message.status == Status.PROCESSING:  # its lease expired (else it would be BUSY)
             expired_before = format_timestamp(now)
             reason = f"lease of {message.lease_token or 'unknown'} expired; re-claimed"
-        else:
-            remaining = _seconds_until(message.next_attempt_at, now)
-            if remaining > 0:
-                return ClaimResult(ClaimState.NOT_DUE, message, remaining)
         if admit is not None and not admit(message.request.host, message.attempt_count > 0):
             return ClaimResult(ClaimState.DEFERRED, message)
         at = format_timestamp(now)
@@ -343,17 +336,28 @@ def delivery_claim(
                 target=Status.PROCESSING,
                 entry=entry,
                 lease_expired_before=expired_before,
-                changes={
-                    **_new_lease(now, lease_seconds),
-                    "attempt_count": message.attempt_count + 1,
-                    "budget_attempts": message.budget_attempts + 1,
-                },
+                changes=_new_lease(now, lease_seconds),
+                increments={"attempt_count": 1, "budget_attempts": 1},
             )
         except TransitionConflict as conflict:
             message = conflict.current  # someone else moved it; decide again on what it is now
             continue
         return ClaimResult(ClaimState.CLAIMED, claimed)
     return ClaimResult(ClaimState.BUSY, message, 1.0)
+
+
+def claim_blocker(message: Message | None, now: datetime) -> ClaimResult | None:
+    """What stands in the way of claiming `message` at `now` (MISSING, FINISHED, BUSY under a
+    live lease, NOT_DUE), or None when it is claimable."""
+    if message is None:
+        return ClaimResult(ClaimState.MISSING)
+    if message.status in TERMINAL_STATUSES:
+        return ClaimResult(ClaimState.FINISHED, message)
+    if message.status == Status.PROCESSING:
+        remaining = _seconds_until(message.lease_expires_at, now)
+        return ClaimResult(ClaimState.BUSY, message, remaining) if remaining > 0 else None
+    remaining = _seconds_until(message.next_attempt_at, now)
+    return ClaimResult(ClaimState.NOT_DUE, message, remaining) if remaining > 0 else None
 
 
 def _new_lease(now: datetime, lease_seconds: float) -> dict[str, Any]:

@@ -38,7 +38,6 @@ from notifications.delivery.backoff import RetrySchedule, parse_schedule
 from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import OutcomePolicy, parse_status_set
 from notifications.domain import (
-    TERMINAL_STATUSES,
     Message,
     Status,
     format_timestamp,
@@ -314,18 +313,23 @@ class Worker:
 
     def _refresh_waiting(self) -> None:
         """Keep long-waiting messages' next_attempt_at recent (heartbeat), so the reconciler
-        does not take a message that waits here for one whose queue message was lost. Stops at
-        the first AWS fault: the heartbeat must not be held up by a struggling DynamoDB."""
+        does not take a message that waits here for one whose queue message was lost. A waiter
+        that turns out not to be claimable (not due yet — held on its queue message's hint
+        before anything was read —, claimed through another copy, finished, gone) leaves the
+        line and is handled as its claim would have handled it. Stops at the first AWS fault:
+        the heartbeat must not be held up by a struggling DynamoDB."""
         now = time.monotonic()
         with self._changed:
             stale = [(r, w) for r, w in self._waiting.items() if w.fresh_until <= now]
         for receipt, waiting in stale:
             message_id = waiting.work.message_id
             assert message_id is not None
-            stamp = format_timestamp(self.clock.now())
+            moment = self.clock.now()
+            stamp = format_timestamp(moment)
             try:
                 message = waiting.held.message or self.store.get(message_id)
-                if message is not None and message.status in WAITING_STATUSES:
+                blocked = services.claim_blocker(message, moment)
+                if blocked is None and message is not None and message.status in WAITING_STATUSES:
                     if self.store.reschedule(
                         message_id,
                         status=message.status,
@@ -337,21 +341,22 @@ class Worker:
                         waiting.fresh_until = now + self.waiting_refresh_seconds
                         continue
                     message = self.store.get(message_id)  # changed meanwhile (a reconciler)
+                    blocked = services.claim_blocker(message, moment)
             except AWSUnavailable as error:
                 logger.warning("could not refresh waiting message %s: %s", message_id, error)
                 return
-            if message is not None and message.status in WAITING_STATUSES:
-                waiting.held = replace(waiting.held, message=message)  # again next tick
+            if blocked is None:  # claimable: look again next tick (an expired lease: later)
+                waiting.held = replace(waiting.held, message=message)
+                if message is not None and message.status not in WAITING_STATUSES:
+                    waiting.fresh_until = now + self.waiting_refresh_seconds
                 continue
-            # Claimed through another copy of its queue message, finished, or gone: this copy
-            # has nothing left to do.
             with self._changed:
-                dropped = self._waiting.pop(receipt, None)
-            if dropped is not None:
+                left = self._waiting.pop(receipt, None)
+            if left is not None:
                 try:
-                    self.queue.delete(receipt)
+                    self._not_claimed(left.work, blocked, None)
                 except AWSUnavailable:
-                    pass  # it comes back, and its claim then sees the same
+                    pass  # its queue message comes back, and its claim then decides
 
     def _hand_back_waiting(self) -> None:
         """On exit, give each waiting message back as a new queue message (a new message, so
@@ -487,14 +492,12 @@ class Worker:
             refused = _Held(work.host, work.retry, None)
         if wait_in_line is not None and wait_in_line(refused):
             return "waiting"
-        if message is None:
+        if message is None:  # refused on the hint: see what it is before deferring it
             message = self.store.get(work.message_id)
-            if message is None:
-                logger.error("queue message for unknown message %s", work.message_id)
-                return "missing"
-            if message.status in TERMINAL_STATUSES:
-                self.queue.delete(work.receipt_handle)
-                return "duplicate"
+            blocked = services.claim_blocker(message, self.clock.now())
+            if blocked is not None:
+                return self._not_claimed(work, blocked, None)
+            assert message is not None
         delay = math.ceil(self.admission.defer_seconds(message.request.host))
         # Move next_attempt_at along, so the reconciler does not take a waiting message for one
         # whose queue message was lost.

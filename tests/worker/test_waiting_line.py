@@ -5,13 +5,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
+from notifications.clock import system_clock
 from notifications.delivery.admission import Admission
-from notifications.domain import Status
+from notifications.domain import Status, format_timestamp
 from notifications.queue import default_queue
 from notifications.services import messages_reconcile
 from notifications.store import default_store
 from notifications.worker import Worker
+from tests.factories import build_message
 from tests.vendor import Answer
 from tests.worker.test_delivery import submit
 from tests.worker_support import status_of
@@ -141,3 +144,37 @@ def test_a_long_waiter_is_not_taken_for_lost_by_the_reconciler(make_worker, vend
     # up behind it in the line.
     assert most_waiting == 1
     assert len(vendor.requests_to("/long-wait")) == 2  # no second copy was delivered
+
+
+def test_a_retry_held_on_its_hint_before_it_is_due_keeps_its_backoff(make_worker, vendor):
+    # SQS delays stop at 15 minutes, so a long backoff's queue message arrives early. If its host
+    # is busy then, it waits in line on the queue message's hint, unread; when the heartbeat
+    # reads it, it must go back to waiting for its time, not be moved to now.
+    busy_url = vendor.script("/busy", then=Answer(200, delay=4.0))
+    running = submit(busy_url)
+    later = format_timestamp(system_clock.now() + timedelta(hours=1))
+    early = build_message(
+        status=Status.QUEUED, url=vendor.url("/early"), next_attempt_at=later, attempt_count=3
+    )
+    default_store().put_new(early)
+    worker = make_worker(concurrency=2, timeout=8.0)
+    worker.admission = Admission(max_per_host=1, max_retries=2)
+    worker.visibility_timeout = 3  # heartbeat every second
+    worker.waiting_refresh_seconds = 1.0
+    runner = start(worker)
+    try:
+        wait_for(lambda: status_of(running) == Status.PROCESSING)
+        default_queue().send_for(early)
+        wait_for(lambda: worker.waiting == 1)
+        wait_for(lambda: worker.waiting == 0, timeout=10)  # read, found not due, sent back
+        wait_for(lambda: status_of(running) == Status.COMPLETED)
+    finally:
+        worker.stop()
+        runner.join(timeout=30)
+
+    stored = default_store().get(early.id)
+    assert stored.status == Status.QUEUED
+    assert stored.next_attempt_at == later  # its backoff stands
+    assert stored.attempt_count == 3  # never claimed
+    assert vendor.requests_to("/early") == []
+    assert default_queue().depth()["delayed"] == 1  # waiting in SQS for its time
