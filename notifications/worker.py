@@ -498,7 +498,10 @@ class Worker:
             if blocked is not None:
                 return self._not_claimed(work, blocked, None)
             assert message is not None
-        delay = math.ceil(self.admission.defer_seconds(message.request.host))
+        host = message.request.host
+        with self._changed:
+            ahead = sum(1 for w in self._waiting.values() if w.held.host == host)
+        delay = math.ceil(self.admission.defer_seconds(host, ahead=ahead))
         # Move next_attempt_at along, so the reconciler does not take a waiting message for one
         # whose queue message was lost.
         self.store.reschedule(

@@ -38,7 +38,8 @@ DELIVERY_TIMEOUT defaults to 20 s (BENCH_DELIVERY_TIMEOUT): the hanging vendor h
 (hanging messages per second x timeout) calls open, and at the stand-in's pace of about one hanging
 message a second, 5 s never fills 32 slots, so the scenario could not show starvation at all.
 
-    .venv/bin/python scripts/bench.py [--messages 300] [--scenarios fast,slow,fair,fair-nocap]
+    .venv/bin/python scripts/bench.py [--messages 300]
+        [--scenarios fast,slow,fair,fair-nocap,fast-backlog,fair-backlog]
 """
 
 from __future__ import annotations
@@ -485,6 +486,9 @@ class Scenario:
     vendor: str  # the healthy vendor: "fast" or "slow"
     hang_share: float = 0.0
     env: dict[str, str] = field(default_factory=dict)
+    # Backlog: every message is submitted before the worker starts, and the window is the worker
+    # draining them, so the worker (not the submitting side) sets the pace.
+    backlog: bool = False
 
 
 @dataclass
@@ -579,14 +583,20 @@ class Bench:
             store, queue = default_store(), default_queue()
             queue.url  # noqa: B018 -- one-time URL lookup, outside the measurement
 
-            worker = WorkerProcess(
-                [PYTHON, SCRIPT, "--worker-child", "--concurrency", str(options.concurrency)],
-                {**self.env, **scenario.env},
-                self.logs / f"worker-{scenario.key}.log",
-            )
-            ready = worker.reply("ready", 60)
+            def start_worker() -> tuple[WorkerProcess, dict[str, Any]]:
+                process = WorkerProcess(
+                    [PYTHON, SCRIPT, "--worker-child", "--concurrency", str(options.concurrency)],
+                    {**self.env, **scenario.env},
+                    self.logs / f"worker-{scenario.key}.log",
+                )
+                return process, process.reply("ready", 60)
 
-            progress = Progress(options.max_outstanding)
+            if not scenario.backlog:
+                worker, ready = start_worker()
+
+            progress = Progress(
+                options.messages + 1 if scenario.backlog else options.max_outstanding
+            )
             plan = [
                 math.floor((i + 1) * scenario.hang_share) > math.floor(i * scenario.hang_share)
                 for i in range(options.messages)
@@ -665,18 +675,25 @@ class Bench:
                             )
                     stop.wait(options.poll_interval)
 
+            threads = [
+                threading.Thread(target=submitter, name=f"bench-submit-{n}")
+                for n in range(options.submitters)
+            ]
+            if scenario.backlog:  # submit everything, then let the worker drain it
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                worker, ready = start_worker()
             before = worker.snapshot()
             moto_before = proc_cpu_seconds(standin.pid)
             vendors_before = vendor.stats()
             began = time.time()
             poll_thread = threading.Thread(target=poller, name="bench-poller", daemon=True)
             poll_thread.start()
-            threads = [
-                threading.Thread(target=submitter, name=f"bench-submit-{n}")
-                for n in range(options.submitters)
-            ]
-            for thread in threads:
-                thread.start()
+            if not scenario.backlog:
+                for thread in threads:
+                    thread.start()
             finished = progress.done.wait(options.scenario_timeout)
             after = worker.snapshot()
             moto_after = proc_cpu_seconds(standin.pid)
@@ -684,7 +701,8 @@ class Bench:
             ended = time.time()
             stop.set()
             for thread in threads:
-                thread.join()
+                if thread.is_alive() or thread.ident is not None:
+                    thread.join()
             poll_thread.join(timeout=30)
 
             # Per-message outcome, read once at the end (not counted: this thread is unflagged).
@@ -774,7 +792,11 @@ class Bench:
     ) -> dict[str, Any]:
         healthy = [r for r in rows if not r["hanging"]]
         done = [r for r in healthy if r["completed"] is not None]
-        latencies = [1000 * (r["completed"] - r["created"]) for r in done]
+        # Backlog runs count from when the worker started, not from acceptance.
+        start_of = (
+            (lambda r: max(r["created"], wall[0])) if scenario.backlog else (lambda r: r["created"])
+        )
+        latencies = [1000 * (r["completed"] - start_of(r)) for r in done]
         stages = {
             "accept_to_queued": [
                 1000 * (r["queued"] - r["created"]) for r in done if r["queued"] is not None
@@ -788,7 +810,7 @@ class Bench:
                 1000 * (r["completed"] - r["claimed"]) for r in done if r["claimed"] is not None
             ],
         }
-        first_accept = min((r["created"] for r in rows), default=0.0)
+        first_accept = min((start_of(r) for r in rows), default=0.0)
         last_completion = max((r["completed"] for r in done), default=first_accept)
         window = last_completion - first_accept
         delivered = len(done)
@@ -807,6 +829,7 @@ class Bench:
             "title": scenario.title,
             "healthy_vendor": scenario.vendor,
             "hang_share": scenario.hang_share,
+            "backlog": scenario.backlog,
             "messages_submitted": submitted,
             "healthy_expected": expected_total,
             "healthy_delivered": delivered,
@@ -967,25 +990,28 @@ def render(config: dict[str, Any], results: list[dict[str, Any]], fairness: dict
         out(f"  {r['scenario']:<11} {outcomes or '-'}")
     out("")
     if fairness:
-        base = fairness["baseline"]
         out(
             f"Fairness: {fairness['hang_share']:.0%} of the messages go to a vendor that never "
             f"answers ({HANGING_HOST}), the rest to the fast vendor; healthy messages only, "
-            f"against the all-healthy run (a)"
+            f"against the all-healthy run of the same kind: paced runs against (a), backlog runs "
+            f"against (e). Paced runs are set by how fast the submitting side (sharing moto) "
+            f"can submit, and 20% of what it submits is for the hanging vendor; a backlog run "
+            f"submits everything first and measures the worker draining it."
         )
         head = (
-            f"{'run':<38} {'msg/s':>6} {'vs (a)':>7} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'run':<38} {'msg/s':>6} {'vs base':>7} {'p50 ms':>7} {'p99 ms':>7} "
             f"{'queue wait p99':>14} {'hanging calls open':>18} {'waited':>6} {'deferred':>8} "
             f"{'stand-in busy':>13}"
         )
         out(head)
         out("-" * len(head))
-        out(
-            f"{base['title']:<38} {fmt(base['per_second']):>6} {'100%':>7} "
-            f"{fmt(base['p50_ms'], 0):>7} {fmt(base['p99_ms'], 0):>7} "
-            f"{fmt(base['queue_wait_p99_ms'], 0):>14} {'-':>18} {'-':>6} {'-':>8} "
-            f"{percent(base['stand_in_busy']):>13}"
-        )
+        for base in fairness["baselines"]:
+            out(
+                f"{base['title']:<38} {fmt(base['per_second']):>6} {'100%':>7} "
+                f"{fmt(base['p50_ms'], 0):>7} {fmt(base['p99_ms'], 0):>7} "
+                f"{fmt(base['queue_wait_p99_ms'], 0):>14} {'-':>18} {'-':>6} {'-':>8} "
+                f"{percent(base['stand_in_busy']):>13}"
+            )
         for row in fairness["runs"]:
             open_calls = f"max {row['hanging_calls_open_max']} of {row['concurrency']}"
             out(
@@ -999,12 +1025,14 @@ def render(config: dict[str, Any], results: list[dict[str, Any]], fairness: dict
             f"{row['scenario']} {'PASS' if row['ratio'] >= fairness['target'] else 'FAIL'}"
             for row in fairness["runs"]
         )
-        out(f"  target: healthy msg/s >= {fairness['target']:.0%} of (a): {verdicts}")
+        out(f"  target: healthy msg/s >= {fairness['target']:.0%} of its base: {verdicts}")
         out(
             "  queue wait = QUEUED -> claimed (PROCESSING): how long a healthy message waited "
             "for a worker slot (and across deferrals). hanging calls open: measured at the hanging "
             "vendor. waited: messages held back by the per-host limit that waited in the worker's "
-            "line (no receive count, no AWS calls but batched visibility extensions); deferred: those re-sent through SQS because the line was full. "
+            "line (no receive count, no AWS calls but batched visibility extensions); deferred: "
+            "those re-sent through SQS because the line was full. Backlog runs: latency counts "
+            "from the worker's start. "
             "stand-in busy: "
             "moto's CPU time over the window, as a share of one core (it is one Python process): "
             "when it drops below (a)'s, the stand-in was waiting for Herald, not the other way "
@@ -1046,11 +1074,16 @@ def fairness_summary(
     results: list[dict[str, Any]], target: float, delivery_timeout: float
 ) -> dict[str, Any] | None:
     by_key = {r["scenario"]: r for r in results}
-    base = by_key.get("fast")
-    runs = [r for r in results if r["hang_share"] > 0]
-    if not base or not base["deliveries_per_second"] or not runs:
+
+    def base_of(run: dict[str, Any]) -> dict[str, Any] | None:
+        """Each run against the all-healthy run of its own kind (paced or backlog)."""
+        base = by_key.get("fast-backlog" if run.get("backlog") else "fast")
+        return base if base and base["deliveries_per_second"] else None
+
+    runs = [r for r in results if r["hang_share"] > 0 and base_of(r)]
+    if not runs:
         return None
-    base_rate = base["deliveries_per_second"]
+    bases = {base_of(r)["scenario"]: base_of(r) for r in runs}
     rows = []
     for r in runs:
         rate = r["deliveries_per_second"] or 0.0
@@ -1059,7 +1092,8 @@ def fairness_summary(
                 "scenario": r["scenario"],
                 "title": r["title"],
                 "per_second": rate,
-                "ratio": rate / base_rate,
+                "ratio": rate / base_of(r)["deliveries_per_second"],
+                "baseline": base_of(r)["scenario"],
                 "p50_ms": r["latency_ms"]["p50"],
                 "p99_ms": r["latency_ms"]["p99"],
                 "hanging_calls_open_max": r["vendors_in_window"]["hang"]["max_open_calls"],
@@ -1078,14 +1112,18 @@ def fairness_summary(
         "target": target,
         "hang_share": runs[0]["hang_share"],
         "delivery_timeout": delivery_timeout,
-        "baseline": {
-            "title": base["title"],
-            "per_second": base_rate,
-            "p50_ms": base["latency_ms"]["p50"],
-            "p99_ms": base["latency_ms"]["p99"],
-            "queue_wait_p99_ms": base["latency_stages_ms"]["queued_to_claimed"]["p99"],
-            "stand_in_busy": base["stand_in_busy"],
-        },
+        "baselines": [
+            {
+                "scenario": base["scenario"],
+                "title": base["title"],
+                "per_second": base["deliveries_per_second"],
+                "p50_ms": base["latency_ms"]["p50"],
+                "p99_ms": base["latency_ms"]["p99"],
+                "queue_wait_p99_ms": base["latency_stages_ms"]["queued_to_claimed"]["p99"],
+                "stand_in_busy": base["stand_in_busy"],
+            }
+            for base in bases.values()
+        ],
         "runs": rows,
     }
 
@@ -1140,6 +1178,16 @@ def build_scenarios(options: argparse.Namespace) -> list[Scenario]:
             hang_share=options.hang_share,
             env={"DELIVERY_MAX_PER_HOST": str(options.concurrency)},
         ),
+        "fast-backlog": Scenario(
+            "fast-backlog", "e. fast vendor, backlog drained", "fast", backlog=True
+        ),
+        "fair-backlog": Scenario(
+            "fair-backlog",
+            f"f. {options.hang_share:.0%} hanging, limit {options.max_per_host}, backlog",
+            "fast",
+            hang_share=options.hang_share,
+            backlog=True,
+        ),
     }
     chosen = [name.strip() for name in options.scenarios.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in known]
@@ -1180,7 +1228,9 @@ def parse_options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--scenario-timeout", type=float, default=None)
     parser.add_argument(
         "--scenarios",
-        default=os.environ.get("BENCH_SCENARIOS", "fast,slow,fair,fair-nocap"),
+        default=os.environ.get(
+            "BENCH_SCENARIOS", "fast,slow,fair,fair-nocap,fast-backlog,fair-backlog"
+        ),
         help="comma-separated: fast, slow, fair, fair-nocap",
     )
     parser.add_argument("--out", default=str(RESULTS_DIR / "bench.json"))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 
 MIN_DEFER_SECONDS = 1.0
@@ -41,6 +41,7 @@ class Admission:
         self._admitted_at: dict[str, list[float]] = {}
         self._retries = 0
         self._average_seconds: dict[str, float] = {}
+        self._starts: dict[str, deque[float]] = {}  # the host's latest admissions
 
     def try_admit(self, host: str, *, retry: bool) -> Ticket | None:
         with self._lock:
@@ -52,6 +53,7 @@ class Admission:
             self._retries += int(retry)
             ticket = Ticket(host, retry, time.monotonic())
             self._admitted_at.setdefault(host, []).append(ticket.admitted_at)
+            self._starts.setdefault(host, deque(maxlen=32)).append(ticket.admitted_at)
             return ticket
 
     def release(self, ticket: Ticket, *, seconds: float | None = None) -> None:
@@ -69,16 +71,23 @@ class Admission:
                 previous = self._average_seconds.get(ticket.host, seconds)
                 self._average_seconds[ticket.host] = 0.7 * previous + 0.3 * seconds
 
-    def defer_seconds(self, host: str) -> float:
+    def defer_seconds(self, host: str, *, ahead: int = 0) -> float:
         """How long a message for a saturated host should wait before it is looked at again:
         the host's typical call time, or, before any call has finished (a host that hangs), how
-        long its oldest call in flight has been running."""
+        long its oldest call in flight has been running; and, with `ahead` messages for the host
+        already waiting before it, about when its turn comes at the rate the host's deliveries
+        have been starting (so a backlog for one busy host is not re-sent through SQS every
+        second)."""
         now = time.monotonic()
         with self._lock:
             typical = self._average_seconds.get(host, 0.0)
             started = self._admitted_at.get(host, [])
             running = now - min(started) if started else 0.0
-        return min(MAX_DEFER_SECONDS, max(MIN_DEFER_SECONDS, typical, running))
+            starts = self._starts.get(host)
+            turn = 0.0
+            if ahead and starts and len(starts) >= 2 and now > starts[0]:
+                turn = ahead * (now - starts[0]) / len(starts)
+        return min(MAX_DEFER_SECONDS, max(MIN_DEFER_SECONDS, typical, running, turn))
 
     def in_flight(self, host: str) -> int:
         with self._lock:

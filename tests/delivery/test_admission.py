@@ -1,5 +1,7 @@
 """Admission limits (pure unit)."""
 
+import time
+
 from notifications.delivery.admission import MAX_DEFER_SECONDS, MIN_DEFER_SECONDS, Admission
 
 
@@ -44,3 +46,13 @@ def test_a_host_that_has_not_answered_yet_is_deferred_by_how_long_its_calls_run(
     assert admission.defer_seconds("hang.example") >= 1.3
     admission.release(ticket)
     assert admission.defer_seconds("other.example") == MIN_DEFER_SECONDS
+
+
+def test_a_busy_hosts_backlog_is_deferred_until_about_its_turn():
+    admission = Admission(max_per_host=100, max_retries=100)
+    for _ in range(5):
+        admission.try_admit("busy.example", retry=False)
+        time.sleep(0.1)
+    # About 5 starts in 0.5 s: 10 a second, so 100 messages ahead take about 10 s.
+    assert 6 <= admission.defer_seconds("busy.example", ahead=100) <= 14
+    assert admission.defer_seconds("busy.example") == MIN_DEFER_SECONDS  # nothing ahead
