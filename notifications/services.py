@@ -297,17 +297,16 @@ def delivery_claim(
         if admit is not None and not admit(host_hint, retry_hint):
             return ClaimResult(ClaimState.DEFERRED)  # nothing read, nothing written
         now = clock.now()
-        at = format_timestamp(now)
-        entry = HistoryEntry(Status.QUEUED, Status.PROCESSING, at, f"worker:{worker_id}", "claimed")
         try:
-            claimed = store.transition(
+            claimed = _claim_write(
+                store,
                 message_id,
                 expected=Status.QUEUED,
-                target=Status.PROCESSING,
-                entry=entry,
-                due_by=at,
-                changes=_new_lease(now, lease_seconds),
-                increments={"attempt_count": 1, "budget_attempts": 1},
+                now=now,
+                worker_id=worker_id,
+                reason="claimed",
+                lease_seconds=lease_seconds,
+                due_by=format_timestamp(now),
             )
             return ClaimResult(ClaimState.CLAIMED, claimed)
         except TransitionConflict as conflict:
@@ -327,17 +326,16 @@ def delivery_claim(
             reason = f"lease of {message.lease_token or 'unknown'} expired; re-claimed"
         if admit is not None and not admit(message.request.host, message.attempt_count > 0):
             return ClaimResult(ClaimState.DEFERRED, message)
-        at = format_timestamp(now)
-        entry = HistoryEntry(message.status, Status.PROCESSING, at, f"worker:{worker_id}", reason)
         try:
-            claimed = store.transition(
+            claimed = _claim_write(
+                store,
                 message_id,
                 expected=message.status,
-                target=Status.PROCESSING,
-                entry=entry,
+                now=now,
+                worker_id=worker_id,
+                reason=reason,
+                lease_seconds=lease_seconds,
                 lease_expired_before=expired_before,
-                changes=_new_lease(now, lease_seconds),
-                increments={"attempt_count": 1, "budget_attempts": 1},
             )
         except TransitionConflict as conflict:
             message = conflict.current  # someone else moved it; decide again on what it is now
@@ -360,11 +358,35 @@ def claim_blocker(message: Message | None, now: datetime) -> ClaimResult | None:
     return ClaimResult(ClaimState.NOT_DUE, message, remaining) if remaining > 0 else None
 
 
-def _new_lease(now: datetime, lease_seconds: float) -> dict[str, Any]:
-    return {
-        "lease_token": secrets.token_hex(16),
-        "lease_expires_at": format_timestamp(now + timedelta(seconds=lease_seconds)),
-    }
+def _claim_write(
+    store: MessageStore,
+    message_id: str,
+    *,
+    expected: Status,
+    now: datetime,
+    worker_id: str,
+    reason: str,
+    lease_seconds: float,
+    due_by: str | None = None,
+    lease_expired_before: str | None = None,
+) -> Message:
+    """The claim itself: `expected` -> PROCESSING with a fresh lease, counting the attempt."""
+    entry = HistoryEntry(
+        expected, Status.PROCESSING, format_timestamp(now), f"worker:{worker_id}", reason
+    )
+    return store.transition(
+        message_id,
+        expected=expected,
+        target=Status.PROCESSING,
+        entry=entry,
+        due_by=due_by,
+        lease_expired_before=lease_expired_before,
+        changes={
+            "lease_token": secrets.token_hex(16),
+            "lease_expires_at": format_timestamp(now + timedelta(seconds=lease_seconds)),
+        },
+        increments={"attempt_count": 1, "budget_attempts": 1},
+    )
 
 
 def _seconds_until(timestamp: str | None, now: datetime) -> float:

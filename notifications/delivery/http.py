@@ -241,15 +241,13 @@ class DeliveryClient:
             if self._outstanding.get(key) is lookup:
                 del self._outstanding[key]
 
-    def resolve_checked(self, host: str, port: int, *, within: float | None = None) -> str:
+    def resolve_checked(self, host: str, port: int, *, within: float) -> str:
         """The address to connect to; raises TargetNotAllowed if any resolved address is
         forbidden (a name that resolves to both a public and a private address is refused).
         A lookup that takes longer than `within` seconds raises TimeoutError."""
         literal = parse_literal(host)
         if literal is not None:
             addresses = [str(literal)]
-        elif within is None:
-            addresses = self.resolver(host, port)
         else:
             addresses = self._lookup(host, port, within)
         if not addresses:
