@@ -1,8 +1,14 @@
-"""The one place that builds AWS clients.
+"""The one path to AWS: client construction and the call wrapper that every DynamoDB and SQS
+request goes through.
 
 Clients are created once per process (creation is not thread-safe, use is) from settings: region,
 optional endpoint (the embedded stand-in), retry mode and timeouts. Credentials come from boto3's
 standard chain; nothing here knows whether it talks to AWS or to the stand-in.
+
+`call` is where AWS faults become Herald's two outcomes: `ConditionFailed` (a conditional write
+whose condition did not hold, carrying the item as it was) and `AWSUnavailable` (anything else
+that went wrong after botocore's own retries). The store and the queue never see botocore's
+exceptions.
 """
 
 from __future__ import annotations
@@ -12,11 +18,31 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 SQS_LONG_POLL_MAX_SECONDS = 20
+SERVICE_NAMES = {"dynamodb": "DynamoDB", "sqs": "SQS"}
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
+
+
+class AWSUnavailable(Exception):
+    """DynamoDB or SQS could not be reached or refused the call after retries. `code` is AWS's
+    error code when it answered (None for a network or client-side fault)."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ConditionFailed(Exception):
+    """A conditional write's condition did not hold. `item` is the item as it was, in DynamoDB's
+    attribute-value form, when the request asked for it (ReturnValuesOnConditionCheckFailure)."""
+
+    def __init__(self, operation: str, item: dict[str, Any] | None) -> None:
+        super().__init__(f"DynamoDB {operation}: condition not met")
+        self.item = item
 
 
 def client(service: str) -> Any:
@@ -58,5 +84,19 @@ def reset_clients() -> None:
         _clients.clear()
 
 
-class AWSUnavailable(Exception):
-    """DynamoDB or SQS could not be reached or refused the call after retries."""
+def call(service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+    """Call `operation` (boto3's method name, e.g. `put_item`) on `service` ("dynamodb" or "sqs").
+
+    Raises ConditionFailed when a conditional write's condition did not hold, AWSUnavailable for
+    every other fault (the message names the service, the operation and AWS's error code, never
+    the request)."""
+    name = SERVICE_NAMES.get(service, service)
+    try:
+        return getattr(client(service), operation)(**kwargs)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        if code == "ConditionalCheckFailedException":
+            raise ConditionFailed(operation, error.response.get("Item")) from error
+        raise AWSUnavailable(f"{name} {operation} failed: {code}", code=code) from error
+    except BotoCoreError as error:
+        raise AWSUnavailable(f"{name} {operation} failed: {type(error).__name__}") from error

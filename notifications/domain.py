@@ -51,10 +51,6 @@ def check_transition(current: Status, target: Status) -> None:
         raise IllegalTransition(current, target)
 
 
-def is_allowed(current: Status, target: Status) -> bool:
-    return (current, target) in TRANSITIONS
-
-
 class TransitionConflict(Exception):
     """A guarded write found the message in another state than expected.
 
@@ -69,6 +65,39 @@ class TransitionConflict(Exception):
         self.message_id = message_id
         self.expected = expected
         self.current = current
+
+
+class MessageNotFound(Exception):
+    """No such message (or, for a producer, not one of theirs)."""
+
+
+class InvalidState(Exception):
+    """The message is not in a state that allows the requested change."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(f"message {message.id} is {message.status}")
+        self.message = message
+
+
+class IdempotencyKeyReused(Exception):
+    """The idempotency key was used before for a different request."""
+
+    def __init__(self, existing: Message) -> None:
+        super().__init__("idempotency key reused with a different request")
+        self.existing = existing
+
+
+class MessageExists(Exception):
+    """A new message's id is taken (an idempotency-key replay, or a collision)."""
+
+    def __init__(self, existing: Message) -> None:
+        super().__init__(f"message {existing.id} already exists")
+        self.existing = existing
+
+
+class MessageIdCollision(Exception):
+    """A new message's id belongs to another message that is not a replay of this request: a
+    bug (ids carry 100 random bits), reported as a server error, never as "retry later"."""
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -11,6 +11,21 @@ import secrets
 from django.db import models
 
 API_KEY_PREFIX = "hrld"
+PUBLIC_ID_PREFIX = "prd_"
+
+
+def producer_public_id(pk: int) -> str:
+    """The id stored on a producer's messages and shown to it: stable across key rotation and
+    renames. `producer_pk` is its inverse; nothing else builds or parses these ids."""
+    return f"{PUBLIC_ID_PREFIX}{pk}"
+
+
+def producer_pk(public_id: str) -> int | None:
+    """The database key behind a public producer id, or None when it is not one."""
+    digits = public_id.removeprefix(PUBLIC_ID_PREFIX)
+    if digits == public_id or not digits.isdigit():
+        return None
+    return int(digits)
 
 
 def hash_api_key(key: str) -> str:
@@ -56,7 +71,7 @@ class Producer(models.Model):
     @property
     def public_id(self) -> str:
         """The id stored on messages: stable across key rotation and renames."""
-        return f"prd_{self.pk}"
+        return producer_public_id(self.pk)
 
     def set_new_api_key(self) -> str:
         """Replace the key; return the plain key (shown once, never stored)."""

@@ -12,7 +12,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from notifications import aws
@@ -21,26 +20,28 @@ from notifications.domain import Message
 # SQS refuses DelaySeconds above 15 minutes; longer backoffs are chained by the worker.
 MAX_DELAY_SECONDS = 900
 BODY_VERSION = 1
+# SQS's error code for an unknown queue name (the JSON protocol's, and the query protocol's).
+QUEUE_DOES_NOT_EXIST = frozenset({"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"})
 
 
 @dataclass(frozen=True)
 class QueuedWork:
     """One received SQS message. `message_id` is None when the body could not be decoded.
-    `host` and `retry` are the sender's hints (None/False in bodies written without them)."""
+    `host` and `is_retry` are the sender's hints (None/False in bodies written without them)."""
 
     message_id: str | None
     receipt_handle: str
     receive_count: int
     raw_body: str
     host: str | None = None
-    retry: bool = False
+    is_retry: bool = False
 
 
-def encode_body(message_id: str, *, host: str | None = None, retry: bool = False) -> str:
+def encode_body(message_id: str, *, host: str | None = None, is_retry: bool = False) -> str:
     data: dict[str, Any] = {"v": BODY_VERSION, "message_id": message_id}
     if host:
         data["host"] = host
-    if retry:
+    if is_retry:
         data["retry"] = True
     return json.dumps(data, separators=(",", ":"))
 
@@ -73,18 +74,9 @@ class WorkQueue:
         self._urls: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    @property
-    def _client(self) -> Any:
-        return aws.sqs()
-
-    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            return getattr(self._client, operation)(**kwargs)
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "Unknown")
-            raise aws.AWSUnavailable(f"SQS {operation} failed: {code}") from error
-        except BotoCoreError as error:
-            raise aws.AWSUnavailable(f"SQS {operation} failed: {type(error).__name__}") from error
+    @staticmethod
+    def _call(operation: str, **kwargs: Any) -> dict[str, Any]:
+        return aws.call("sqs", operation, **kwargs)
 
     def _url(self, name: str) -> str:
         url = self._urls.get(name)
@@ -126,8 +118,10 @@ class WorkQueue:
 
     def _ensure(self, name: str, attributes: dict[str, str]) -> str:
         try:
-            url = self._client.get_queue_url(QueueName=name)["QueueUrl"]
-        except self._client.exceptions.QueueDoesNotExist:
+            url = self._call("get_queue_url", QueueName=name)["QueueUrl"]
+        except aws.AWSUnavailable as error:
+            if error.code not in QUEUE_DOES_NOT_EXIST:
+                raise
             url = self._call("create_queue", QueueName=name, Attributes=attributes)["QueueUrl"]
         else:
             self._call("set_queue_attributes", QueueUrl=url, Attributes=attributes)
@@ -143,13 +137,13 @@ class WorkQueue:
         *,
         delay_seconds: int = 0,
         host: str | None = None,
-        retry: bool = False,
+        is_retry: bool = False,
     ) -> None:
         delay = max(0, min(int(delay_seconds), MAX_DELAY_SECONDS))
         self._call(
             "send_message",
             QueueUrl=self.url,
-            MessageBody=encode_body(message_id, host=host, retry=retry),
+            MessageBody=encode_body(message_id, host=host, is_retry=is_retry),
             DelaySeconds=delay,
         )
 
@@ -160,7 +154,7 @@ class WorkQueue:
             message.id,
             delay_seconds=delay_seconds,
             host=message.request.host,
-            retry=message.attempt_count > 0,
+            is_retry=message.attempt_count > 0,
         )
 
     def depth(self) -> dict[str, int]:
@@ -239,14 +233,14 @@ class WorkQueue:
 
 
 def _work(raw: dict[str, Any]) -> QueuedWork:
-    message_id, host, retry = _decode(raw.get("Body", ""))
+    message_id, host, is_retry = _decode(raw.get("Body", ""))
     return QueuedWork(
         message_id=message_id,
         receipt_handle=raw["ReceiptHandle"],
         receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
         raw_body=raw.get("Body", ""),
         host=host,
-        retry=retry,
+        is_retry=is_retry,
     )
 
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from notifications.clock import Clock, system_clock
 from notifications.delivery.http import outgoing_headers
-from notifications.domain import Attempt, FailureNote, Message, Status
-from notifications.models import Producer, SigningSecret
+from notifications.domain import Attempt, FailureNote, Message, MessageNotFound, Status
+from notifications.models import Producer, SigningSecret, producer_pk, producer_public_id
 from notifications.queue import WorkQueue, default_queue
-from notifications.services import MessageNotFound, message_id_for
+from notifications.services import message_id_for
 from notifications.store import MessageStore, default_store
 from notifications.validation import mask_headers
 
@@ -80,10 +80,10 @@ def message_list(
 
 def producer_signing_secrets(*, producer_id: str) -> list[str]:
     """The signing secrets of a producer, by the id stored on its messages (`prd_<pk>`)."""
-    prefix, _, pk = producer_id.partition("_")
-    if prefix != "prd" or not pk.isdigit():
+    pk = producer_pk(producer_id)
+    if pk is None:
         return []
-    return list(SigningSecret.objects.filter(producer_id=int(pk)).values_list("secret", flat=True))
+    return list(SigningSecret.objects.filter(producer_id=pk).values_list("secret", flat=True))
 
 
 class SigningSecretCache:
@@ -112,7 +112,7 @@ class SigningSecretCache:
 
 def producer_names() -> dict[str, str]:
     """Producer names by the id stored on messages (`prd_<pk>`)."""
-    return {f"prd_{pk}": name for pk, name in Producer.objects.values_list("pk", "name")}
+    return {producer_public_id(pk): name for pk, name in Producer.objects.values_list("pk", "name")}
 
 
 @dataclass(frozen=True)

@@ -52,16 +52,16 @@ class ProducerAdmin(admin.ModelAdmin):
         return obj.secret_count
 
     def save_model(self, request: HttpRequest, obj: Producer, form: Any, change: bool) -> None:
-        key = None if change else obj.set_new_api_key()
-        super().save_model(request, obj, form, change)
-        if key:
-            self._show_once(request, f"API key for {obj.name}", key)
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key = services.producer_api_key_rotate(producer=obj)  # saves the new producer with it
+        self._show_once(request, f"API key for {obj.name}", key)
 
     @admin.action(description="Rotate the API key of selected producers", permissions=["change"])
     def rotate_api_key(self, request: HttpRequest, queryset: QuerySet[Producer]) -> None:
         for producer in queryset:
-            key = producer.set_new_api_key()
-            producer.save(update_fields=["key_id", "key_hash"])
+            key = services.producer_api_key_rotate(producer=producer)
             self.log_change(request, producer, "Rotated the API key.")
             self._show_once(request, f"API key for {producer.name}", key)
 

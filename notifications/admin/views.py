@@ -31,7 +31,7 @@ from django.urls import URLPattern, path, reverse
 from notifications import selectors, services
 from notifications.admin.forms import BulkRequeueForm, MessageFilterForm, RequeueReasonForm
 from notifications.aws import AWSUnavailable
-from notifications.domain import Status
+from notifications.domain import MessageNotFound, Status
 from notifications.models import Message as MessagePermissions
 
 VIEW_PERMISSION = "notifications.view_message"
@@ -153,7 +153,7 @@ class OperatorConsole:
             return response
         try:
             detail = selectors.message_detail(message_id=message_id)
-        except services.MessageNotFound:
+        except MessageNotFound:
             raise Http404("No such message.") from None
         return self._render(
             request,
@@ -183,7 +183,7 @@ class OperatorConsole:
             return HttpResponseRedirect(self._list_url(QueryDict()) if gone else detail_url)
         try:
             message, _ = selectors.message_get(message_id=message_id)
-        except services.MessageNotFound:
+        except MessageNotFound:
             raise Http404("No such message.") from None
         return self._render(
             request,

@@ -16,8 +16,8 @@ from rest_framework.response import Response
 
 from notifications.api.parsers import PayloadTooLarge
 from notifications.aws import AWSUnavailable
+from notifications.domain import IdempotencyKeyReused, InvalidState, MessageNotFound
 from notifications.selectors import InvalidCursor
-from notifications.services import IdempotencyKeyReused, InvalidState, MessageNotFound
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from notifications import aws
 from notifications.domain import HistoryEntry, Status, format_timestamp
-from notifications.store import _message_to_item, default_store
+from notifications.store import default_store
+from notifications.store.items import message_to_item
 from tests.factories import build_message
 
 MESSAGES = 10_000
@@ -46,7 +47,7 @@ def seed_quickly(count):
         )
         if status == Status.PROCESSING:
             processing.append(message.id)
-        batch.append({"PutRequest": {"Item": _message_to_item(message)}})
+        batch.append({"PutRequest": {"Item": message_to_item(message)}})
         if len(batch) == 25 or n == count - 1:
             client.batch_write_item(RequestItems={store.table_name: batch})
             batch = []

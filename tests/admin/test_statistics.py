@@ -7,7 +7,7 @@ import pytest
 
 from notifications import aws, services
 from notifications.clock import ManualClock
-from notifications.domain import HistoryEntry, Status, format_timestamp
+from notifications.domain import HistoryEntry, InvalidState, Status, format_timestamp
 from notifications.store import INDEX_SHARDS, RECENT_FAILURE_SLOTS, MessageStore, default_store
 from tests.factories import build_message
 
@@ -57,7 +57,7 @@ def test_counts_follow_every_status_change(put_message):
 def test_requeue_moves_the_count_and_a_refused_transition_changes_nothing(put_message):
     failed = put_message(Status.FAILED)
     services.message_requeue(message_id=failed.id, actor="operator:tests")
-    with pytest.raises(services.InvalidState):
+    with pytest.raises(InvalidState):
         services.message_requeue(message_id=failed.id, actor="operator:tests")
     counts = default_store().statistics(now=NOW).counts
     assert counts[Status.FAILED] == 0

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from notifications import aws
 from notifications.clock import ManualClock
 from notifications.domain import Status, parse_timestamp
 from notifications.queue import QueuedWork, default_queue
@@ -167,7 +168,7 @@ def test_backoff_longer_than_sqs_limit_is_chained_with_an_injected_clock(make_wo
     message_id = submit(url, clock=clock)
     worker = make_worker(delays=(3600.0,), clock=clock)
     sent_delays: list[int] = []
-    sqs = worker.queue._client
+    sqs = aws.sqs()
     capture = lambda params, **_: sent_delays.append(params.get("DelaySeconds", 0))  # noqa: E731
     sqs.meta.events.register("provide-client-params.sqs.SendMessage", capture)
     try:
@@ -221,7 +222,7 @@ def test_poison_messages_go_to_the_dead_letter_queue_and_come_back(make_worker, 
     settings.SQS_MAX_RECEIVE_COUNT = 2
     queue = default_queue()
     queue.ensure_queues()
-    client = queue._client
+    client = aws.sqs()
     client.send_message(QueueUrl=queue.url, MessageBody="not json")
     client.send_message(QueueUrl=queue.url, MessageBody='{"v":1,"message_id":"msg_unknown"}')
     worker = make_worker()

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from notifications.models import Producer
+from notifications import services
 
 
 class Command(BaseCommand):
@@ -14,13 +14,9 @@ class Command(BaseCommand):
         parser.add_argument("name")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        name = options["name"].strip()
-        if not name:
-            raise CommandError("The producer name must not be empty.")
-        if Producer.objects.filter(name=name).exists():
-            raise CommandError(f"A producer named {name!r} exists already.")
-        producer = Producer(name=name)
-        key = producer.set_new_api_key()
-        producer.save()
-        self.stdout.write(f"producer {name} created (id {producer.public_id}); API key:")
+        try:
+            producer, key = services.producer_create(name=options["name"])
+        except services.ProducerInvalid as error:
+            raise CommandError(str(error)) from None
+        self.stdout.write(f"producer {producer.name} created (id {producer.public_id}); API key:")
         self.stdout.write(key)

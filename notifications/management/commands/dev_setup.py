@@ -11,7 +11,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from notifications.models import Producer, hash_api_key, parse_api_key
+from notifications import services
+from notifications.models import parse_api_key
 
 
 class Command(BaseCommand):
@@ -34,9 +35,5 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
 
-        producer, _ = Producer.objects.get_or_create(
-            name="development", defaults={"key_id": key_id, "key_hash": hash_api_key(api_key)}
-        )
-        producer.key_id, producer.key_hash, producer.is_active = key_id, hash_api_key(api_key), True
-        producer.save()
+        services.producer_ensure_with_key(name="development", api_key=api_key)
         self.stdout.write(f"admin user {username} and producer 'development' are ready")

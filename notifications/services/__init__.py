@@ -1,0 +1,81 @@
+"""Herald's use cases. Views, admin pages, management commands and the worker call these;
+nothing else changes a message or a producer.
+
+Writes go through `store.MessageStore.transition`, the guarded status change; queue sends go
+through `queue.WorkQueue`. Time comes from an injected clock. One module per area:
+`messages` (submit, enqueue, requeue), `delivery` (claim, record, defer, the waiting line's
+decisions), `recovery` (reconcile, recount), `producers` (API keys, signing secrets).
+"""
+
+from notifications.services.delivery import (
+    WAITING_STATUSES,
+    ClaimResult,
+    ClaimState,
+    DeliveryOutcome,
+    WaitCheck,
+    claim_blocker,
+    delivery_blocker,
+    delivery_claim,
+    delivery_defer,
+    delivery_give_up,
+    delivery_postpone,
+    delivery_record,
+    delivery_wait_refresh,
+    describe_result,
+)
+from notifications.services.messages import (
+    RequeueReport,
+    Submission,
+    SubmitResult,
+    message_enqueue,
+    message_id_for,
+    message_requeue,
+    message_submit,
+    messages_requeue_failed,
+    messages_requeue_selected,
+    move_next_attempt,
+)
+from notifications.services.producers import (
+    ProducerInvalid,
+    producer_api_key_rotate,
+    producer_create,
+    producer_ensure_with_key,
+    signing_secret_rotate,
+    signing_secrets_retire_old,
+)
+from notifications.services.recovery import messages_reconcile, status_counters_recount
+
+__all__ = [
+    "WAITING_STATUSES",
+    "ClaimResult",
+    "ClaimState",
+    "DeliveryOutcome",
+    "ProducerInvalid",
+    "RequeueReport",
+    "Submission",
+    "SubmitResult",
+    "WaitCheck",
+    "claim_blocker",
+    "delivery_blocker",
+    "delivery_claim",
+    "delivery_defer",
+    "delivery_give_up",
+    "delivery_postpone",
+    "delivery_record",
+    "delivery_wait_refresh",
+    "describe_result",
+    "message_enqueue",
+    "message_id_for",
+    "message_requeue",
+    "message_submit",
+    "messages_reconcile",
+    "messages_requeue_failed",
+    "messages_requeue_selected",
+    "move_next_attempt",
+    "producer_api_key_rotate",
+    "producer_create",
+    "producer_ensure_with_key",
+    "signing_secret_rotate",
+    "signing_secrets_retire_old",
+    "status_counters_recount",
+]

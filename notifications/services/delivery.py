@@ -1,0 +1,395 @@
+"""Delivery use cases: claim a message under a lease, record an attempt's outcome, give up, and
+the decisions about a message that waits (defer it through SQS, postpone one that is not due, keep
+a waiting one from looking lost to the reconciler).
+
+The worker holds SQS receipts and threads; every change to a message's status or
+`next_attempt_at` it needs is one of these functions.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from notifications.aws import AWSUnavailable
+from notifications.clock import Clock, system_clock
+from notifications.delivery.backoff import RetrySchedule
+from notifications.delivery.http import HttpResult
+from notifications.delivery.policy import (
+    RETRY_AFTER_STATUSES,
+    OutcomePolicy,
+    Verdict,
+    retry_after_seconds,
+)
+from notifications.domain import (
+    TERMINAL_STATUSES,
+    Attempt,
+    HistoryEntry,
+    Message,
+    Status,
+    TransitionConflict,
+    format_timestamp,
+    parse_timestamp,
+)
+from notifications.queue import MAX_DELAY_SECONDS, WorkQueue, default_queue
+from notifications.services.messages import move_next_attempt
+from notifications.store import MessageStore, default_store
+
+logger = logging.getLogger(__name__)
+
+# Statuses a message can wait in (anything else: another copy of its queue message got it).
+WAITING_STATUSES = frozenset({Status.QUEUED, Status.PENDING})
+
+
+class ClaimState(enum.StrEnum):
+    CLAIMED = "claimed"
+    DEFERRED = "deferred"  # claimable, but the caller's admission check said not now
+    NOT_DUE = "not_due"  # QUEUED/PENDING with next_attempt_at in the future
+    BUSY = "busy"  # PROCESSING under another worker's live lease
+    FINISHED = "finished"  # COMPLETED or FAILED already
+    MISSING = "missing"  # no such message
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    state: ClaimState
+    message: Message | None = None
+    wait_seconds: float = 0.0
+
+
+def delivery_claim(
+    *,
+    message_id: str,
+    worker_id: str,
+    lease_seconds: float,
+    admit: Callable[[str, bool], bool] | None = None,
+    host_hint: str | None = None,
+    retry_hint: bool = False,
+    store: MessageStore | None = None,
+    clock: Clock = system_clock,
+) -> ClaimResult:
+    """PENDING|QUEUED -> PROCESSING (or re-claim of an expired lease) with a fresh lease token.
+
+    The claim counts the attempt (attempt_count and budget_attempts go up here), so a worker that
+    dies mid-call still used up an attempt, and the attempt number is unique per claim.
+    `admit(host, retry)`, asked just before the write, lets the caller decline a claimable message
+    (the worker's per-host and retry limits); the result is then DEFERRED and nothing is written.
+
+    With `host_hint` (from the queue message) the usual case costs one call: a conditional
+    QUEUED -> PROCESSING that also requires the message to be due. Only when that condition fails
+    (the message is PENDING, not due, busy, finished, missing) is the decision taken on the item
+    the failed write returned. When `admit` refuses the hint, the result is DEFERRED without a
+    message: nothing was read. Without a hint the message is read first.
+    """
+    store = store or default_store()
+    if host_hint is not None:
+        if admit is not None and not admit(host_hint, retry_hint):
+            return ClaimResult(ClaimState.DEFERRED)  # nothing read, nothing written
+        now = clock.now()
+        try:
+            claimed = _claim_write(
+                store,
+                message_id,
+                expected=Status.QUEUED,
+                now=now,
+                worker_id=worker_id,
+                reason="claimed",
+                lease_seconds=lease_seconds,
+                due_by=format_timestamp(now),
+            )
+            return ClaimResult(ClaimState.CLAIMED, claimed)
+        except TransitionConflict as conflict:
+            message = conflict.current  # decide on what it is
+    else:
+        message = store.get(message_id)
+    for _ in range(3):
+        now = clock.now()
+        blocked = claim_blocker(message, now)
+        if blocked is not None:
+            return blocked
+        assert message is not None
+        expired_before = None
+        reason = "claimed"
+        if message.status == Status.PROCESSING:  # its lease expired (else it would be BUSY)
+            expired_before = format_timestamp(now)
+            reason = f"lease of {message.lease_token or 'unknown'} expired; re-claimed"
+        if admit is not None and not admit(message.request.host, message.attempt_count > 0):
+            return ClaimResult(ClaimState.DEFERRED, message)
+        try:
+            claimed = _claim_write(
+                store,
+                message_id,
+                expected=message.status,
+                now=now,
+                worker_id=worker_id,
+                reason=reason,
+                lease_seconds=lease_seconds,
+                lease_expired_before=expired_before,
+            )
+        except TransitionConflict as conflict:
+            message = conflict.current  # someone else moved it; decide again on what it is now
+            continue
+        return ClaimResult(ClaimState.CLAIMED, claimed)
+    return ClaimResult(ClaimState.BUSY, message, 1.0)
+
+
+def claim_blocker(message: Message | None, now: datetime) -> ClaimResult | None:
+    """What stands in the way of claiming `message` at `now` (MISSING, FINISHED, BUSY under a
+    live lease, NOT_DUE), or None when it is claimable."""
+    if message is None:
+        return ClaimResult(ClaimState.MISSING)
+    if message.status in TERMINAL_STATUSES:
+        return ClaimResult(ClaimState.FINISHED, message)
+    if message.status == Status.PROCESSING:
+        remaining = _seconds_until(message.lease_expires_at, now)
+        return ClaimResult(ClaimState.BUSY, message, remaining) if remaining > 0 else None
+    remaining = _seconds_until(message.next_attempt_at, now)
+    return ClaimResult(ClaimState.NOT_DUE, message, remaining) if remaining > 0 else None
+
+
+def _claim_write(
+    store: MessageStore,
+    message_id: str,
+    *,
+    expected: Status,
+    now: datetime,
+    worker_id: str,
+    reason: str,
+    lease_seconds: float,
+    due_by: str | None = None,
+    lease_expired_before: str | None = None,
+) -> Message:
+    """The claim itself: `expected` -> PROCESSING with a fresh lease, counting the attempt."""
+    entry = HistoryEntry(
+        expected, Status.PROCESSING, format_timestamp(now), f"worker:{worker_id}", reason
+    )
+    return store.transition(
+        message_id,
+        expected=expected,
+        target=Status.PROCESSING,
+        entry=entry,
+        due_by=due_by,
+        lease_expired_before=lease_expired_before,
+        changes={
+            "lease_token": secrets.token_hex(16),
+            "lease_expires_at": format_timestamp(now + timedelta(seconds=lease_seconds)),
+        },
+        increments={"attempt_count": 1, "budget_attempts": 1},
+    )
+
+
+def _seconds_until(timestamp: str | None, now: datetime) -> float:
+    if not timestamp:
+        return 0.0
+    return (parse_timestamp(timestamp) - now).total_seconds()
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What the worker stored after an attempt. `message` is None when the lease was lost and
+    the result refused; `requeue_delay` is set when a retry was scheduled."""
+
+    verdict: Verdict
+    message: Message | None
+    requeue_delay: float | None = None
+
+
+def describe_result(result: HttpResult) -> str:
+    if result.status_code is None:
+        return result.error or "no response"
+    snippet = " ".join(result.snippet.split())[:200]
+    return f"HTTP {result.status_code}" + (f": {snippet}" if snippet else "")
+
+
+def delivery_record(
+    *,
+    claim: Message,
+    result: HttpResult,
+    started_at: datetime,
+    worker_id: str,
+    policy: OutcomePolicy,
+    schedule: RetrySchedule,
+    store: MessageStore | None = None,
+    queue: WorkQueue | None = None,
+    clock: Clock = system_clock,
+    rng: random.Random | None = None,
+) -> DeliveryOutcome:
+    """Store the attempt, then move the message on, conditional on still holding the lease."""
+    store = store or default_store()
+    queue = queue or default_queue()
+    now = clock.now()
+    verdict = policy.verdict(result.status_code, blocked=result.blocked)
+    error = None if verdict == Verdict.DELIVERED else describe_result(result)
+    store.put_attempt(
+        claim.id,
+        Attempt(
+            number=claim.attempt_count,
+            started_at=format_timestamp(started_at),
+            duration_ms=result.duration_ms,
+            outcome=verdict.value,
+            worker=worker_id,
+            status_code=result.status_code,
+            error=result.error,
+            response_headers=result.headers,
+            response_snippet=result.snippet,
+        ),
+    )
+    delay = None
+    if verdict == Verdict.DELIVERED:
+        target, reason = Status.COMPLETED, describe_result(result)
+    elif verdict == Verdict.PERMANENT:
+        target, reason = Status.FAILED, f"permanent failure: {error}"
+    else:
+        retry_after = None
+        if result.status_code in RETRY_AFTER_STATUSES:
+            retry_after = retry_after_seconds(result.headers.get("retry-after"), now)
+        delay = schedule.delay_after(claim.budget_attempts, retry_after=retry_after, rng=rng)
+        if schedule.exhausted(
+            attempts=claim.budget_attempts,
+            budget_started=parse_timestamp(claim.budget_started_at or claim.created_at),
+            now=now + timedelta(seconds=delay),
+        ):
+            target, delay = Status.FAILED, None
+            reason = f"retry budget spent after {claim.budget_attempts} attempt(s): {error}"
+        else:
+            target, reason = Status.QUEUED, f"retry in {delay:.0f}s after {error}"
+    changes: dict[str, Any] = {
+        "lease_token": None,
+        "lease_expires_at": None,
+        "last_error": error,
+        "next_attempt_at": (
+            format_timestamp(now + timedelta(seconds=delay or 0))
+            if target == Status.QUEUED
+            else None
+        ),
+    }
+    entry = HistoryEntry(
+        Status.PROCESSING, target, format_timestamp(now), f"worker:{worker_id}", reason
+    )
+    try:
+        updated = store.transition(
+            claim.id,
+            expected=Status.PROCESSING,
+            target=target,
+            entry=entry,
+            changes=changes,
+            lease_token=claim.lease_token,
+        )
+    except TransitionConflict:
+        logger.warning("message %s: lease lost before the result was stored; refused", claim.id)
+        return DeliveryOutcome(verdict, None)
+    if target == Status.QUEUED:
+        try:
+            queue.send_for(updated, delay_seconds=math.ceil(delay or 0))
+        except AWSUnavailable as failure:
+            logger.warning("message %s: retry not sent, reconcile will: %s", claim.id, failure)
+    return DeliveryOutcome(verdict, updated, delay)
+
+
+def delivery_give_up(
+    *,
+    claim: Message,
+    worker_id: str,
+    reason: str,
+    store: MessageStore | None = None,
+    clock: Clock = system_clock,
+) -> Message | None:
+    """PROCESSING -> FAILED without a call (a spent budget found at claim time)."""
+    store = store or default_store()
+    now = format_timestamp(clock.now())
+    entry = HistoryEntry(Status.PROCESSING, Status.FAILED, now, f"worker:{worker_id}", reason)
+    try:
+        return store.transition(
+            claim.id,
+            expected=Status.PROCESSING,
+            target=Status.FAILED,
+            entry=entry,
+            changes={"lease_token": None, "lease_expires_at": None, "last_error": reason},
+            lease_token=claim.lease_token,
+        )
+    except TransitionConflict:
+        return None
+
+
+# -- a message that waits -------------------------------------------------------------------------
+
+
+def delivery_blocker(
+    *, message_id: str, store: MessageStore | None = None, clock: Clock = system_clock
+) -> tuple[Message | None, ClaimResult | None]:
+    """Read a message and say what stands in the way of claiming it now (see `claim_blocker`):
+    for a message that was refused on its queue message's hint, before anything was read."""
+    message = (store or default_store()).get(message_id)
+    return message, claim_blocker(message, clock.now())
+
+
+def delivery_defer(
+    *,
+    message: Message,
+    delay_seconds: int,
+    store: MessageStore | None = None,
+    queue: WorkQueue | None = None,
+    clock: Clock = system_clock,
+) -> None:
+    """Look at a message held back by admission again in `delay_seconds`, through a new queue
+    message (a new one, so the wait does not spend the receive count meant for poison). Its
+    next_attempt_at moves along first, so the reconciler does not take it for one whose queue
+    message was lost; if that move lost a race (a reconciler re-sent it meanwhile), the new queue
+    message is sent all the same: a duplicate is harmless, a lost message is not."""
+    move_next_attempt(
+        message=message,
+        to=clock.now() + timedelta(seconds=delay_seconds),
+        store=store or default_store(),
+    )
+    (queue or default_queue()).send_for(message, delay_seconds=delay_seconds)
+
+
+def delivery_postpone(
+    *, message: Message, wait_seconds: float, queue: WorkQueue | None = None
+) -> None:
+    """A message that is not due yet: chain a new queue message for the rest of the wait (SQS
+    delays stop at 15 minutes; a new message, so the wait does not spend the receive count)."""
+    (queue or default_queue()).send_for(
+        message, delay_seconds=min(math.ceil(wait_seconds), MAX_DELAY_SECONDS)
+    )
+
+
+@dataclass(frozen=True)
+class WaitCheck:
+    """A waiting message looked at again. `refreshed`: its next_attempt_at moved to now (it
+    stays in line); `blocked`: why it can no longer be claimed (it leaves the line); neither: it
+    is claimable as it is (an expired lease, or a message not in a waiting status)."""
+
+    message: Message | None
+    refreshed: bool = False
+    blocked: ClaimResult | None = None
+
+
+def delivery_wait_refresh(
+    *,
+    message_id: str,
+    known: Message | None,
+    store: MessageStore | None = None,
+    clock: Clock = system_clock,
+) -> WaitCheck:
+    """Keep a message that waits in a worker's line from looking lost to the reconciler: move its
+    next_attempt_at to now, guarded on the value last seen (`known`, or read now). A message that
+    turns out not to be claimable (not due yet, claimed through another copy, finished, gone) is
+    reported as blocked, for the worker to handle as its claim would have."""
+    store = store or default_store()
+    moment = clock.now()
+    message = known or store.get(message_id)
+    blocked = claim_blocker(message, moment)
+    if blocked is None and message is not None and message.status in WAITING_STATUSES:
+        if move_next_attempt(message=message, to=moment, store=store):
+            return WaitCheck(replace(message, next_attempt_at=format_timestamp(moment)), True)
+        message = store.get(message_id)  # changed meanwhile (a reconciler)
+        blocked = claim_blocker(message, moment)
+    return WaitCheck(message, blocked=blocked)

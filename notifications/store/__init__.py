@@ -1,0 +1,75 @@
+"""DynamoDB access: the only package that knows keys, indexes and expressions.
+
+`MessageStore` is the interface the rest of Herald uses. Behind it:
+- `items`: keys and (de)serialisation of message and attempt items, index sharding;
+- `schema`: the table definition (`ensure_table`);
+- `table`: the one call path (every request through `aws.call`), query paging, batch reads;
+- `messages`: reads and guarded writes (put, get, transition, reschedule, attempts);
+- `listing`: newest-first listings across index shards, counts;
+- `statistics` (with `pending`): the dashboard's aggregates, kept up to date after each write.
+Methods raise `aws.AWSUnavailable` on AWS faults, and the domain's exceptions (`MessageExists`,
+`TransitionConflict`) when a conditional write finds the message otherwise than expected.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+
+from notifications.domain import DeliveryStatistics, Status
+from notifications.store import items
+from notifications.store.items import INDEX_SHARDS
+from notifications.store.listing import MessageListing
+from notifications.store.messages import MessageRecords
+from notifications.store.schema import ensure_table
+from notifications.store.statistics import RECENT_FAILURE_SLOTS, StatusStatistics
+from notifications.store.table import Table
+
+__all__ = ["INDEX_SHARDS", "RECENT_FAILURE_SLOTS", "MessageStore", "default_store"]
+
+
+class MessageStore(MessageRecords, MessageListing):
+    """Messages, attempts, listings and dashboard statistics of one table."""
+
+    def __init__(
+        self, table_name: str | None = None, *, stats_flush_seconds: float | None = None
+    ) -> None:
+        self.table_name = table_name or settings.DYNAMODB_TABLE
+        if stats_flush_seconds is None:
+            stats_flush_seconds = settings.STATS_FLUSH_SECONDS
+        table = Table(self.table_name)
+        MessageListing.__init__(self, table)
+        self._statistics = StatusStatistics(
+            table, flush_seconds=stats_flush_seconds, count_shard=self.count_shard
+        )
+        MessageRecords.__init__(self, table, on_arrival=self._statistics.record_arrival)
+
+    position = staticmethod(items.position)
+
+    def ensure_table(self) -> bool:
+        """Create the table and its indexes unless present. Returns True when it was created."""
+        return ensure_table(self.table_name)
+
+    def statistics(self, *, now: datetime, hours: int = 24, recent: int = 10) -> DeliveryStatistics:
+        """See `StatusStatistics.read`."""
+        return self._statistics.read(now=now, hours=hours, recent=recent)
+
+    def flush_statistics(self) -> bool:
+        """Write this process's pending count changes now (a worker does so as it stops)."""
+        return self._statistics.flush()
+
+    def recount_status_counters(self) -> dict[Status, int]:
+        """See `StatusStatistics.recount`."""
+        return self._statistics.recount()
+
+
+_stores: dict[str, MessageStore] = {}
+
+
+def default_store() -> MessageStore:
+    """The store for the configured table (one per process and table name)."""
+    name = settings.DYNAMODB_TABLE
+    if name not in _stores:
+        _stores[name] = MessageStore(name)
+    return _stores[name]

@@ -1,0 +1,191 @@
+"""Handling one queue message, synchronously: claim it, then deliver it, or decide what to do with
+its queue message when it cannot be claimed (drop a duplicate, come back when a lease ends, wait
+in line, defer, postpone). The decisions about the message itself are the services'; this module
+keeps to the queue message (its receipt) and the worker's admission tickets.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from notifications import services
+from notifications.clock import Clock
+from notifications.delivery.admission import Admission, Ticket
+from notifications.delivery.backoff import RetrySchedule
+from notifications.delivery.http import DeliveryClient
+from notifications.delivery.policy import OutcomePolicy
+from notifications.domain import Message
+from notifications.queue import QueuedWork, WorkQueue
+from notifications.selectors import SigningSecretCache
+from notifications.services import ClaimResult, ClaimState
+from notifications.signing import signature_headers
+from notifications.store import MessageStore
+from notifications.worker.waiting import Refusal, WaitingLine
+
+logger = logging.getLogger(__name__)
+
+# Asked when admission refuses a message: take it into the waiting line (True), or not.
+WaitInLine = Callable[[Refusal], bool]
+
+
+class MessageHandling:
+    """The handling half of `Worker` (see `worker.loop`), which provides these attributes."""
+
+    admission: Admission
+    client: DeliveryClient
+    clock: Clock
+    lease_seconds: float
+    line: WaitingLine
+    policy: OutcomePolicy
+    queue: WorkQueue
+    schedule: RetrySchedule
+    signing_secrets: SigningSecretCache
+    store: MessageStore
+    worker_id: str
+
+    def handle(
+        self,
+        work: QueuedWork,
+        *,
+        reserved: Ticket | None = None,
+        wait_in_line: WaitInLine | None = None,
+    ) -> str:
+        """Process one queue message; returns what happened (for logs and tests).
+
+        `reserved` is an admission ticket already taken for it (a message leaving the waiting
+        line). `wait_in_line`, asked when admission refuses the message, takes it into the
+        waiting line (True) instead of deferring it through SQS."""
+        if work.message_id is None:
+            # Left in the queue on purpose: after SQS_MAX_RECEIVE_COUNT receives SQS moves it to
+            # the dead-letter queue instead of it looping forever.
+            logger.error("undecodable queue message (receive %d)", work.receive_count)
+            return "undecodable"
+        tickets: list[Ticket] = [reserved] if reserved is not None else []
+
+        def admit(host: str, is_retry: bool) -> bool:
+            if not tickets:  # asked again after a lost race: keep the slot already taken
+                ticket = self.admission.try_admit(host, retry=is_retry)
+                if ticket is None:
+                    return False
+                tickets.append(ticket)
+            return True
+
+        try:
+            result = services.delivery_claim(
+                message_id=work.message_id,
+                worker_id=self.worker_id,
+                lease_seconds=self.lease_seconds,
+                admit=admit,
+                host_hint=work.host,
+                retry_hint=work.is_retry,
+                store=self.store,
+                clock=self.clock,
+            )
+        except BaseException:
+            for ticket in tickets:  # an AWS fault after admission must not leak the slot
+                self.admission.release(ticket)
+            raise
+        if result.state != ClaimState.CLAIMED:
+            for ticket in tickets:
+                self.admission.release(ticket)
+            return self.not_claimed(work, result, wait_in_line)
+        assert result.message is not None
+        started = time.monotonic()
+        try:
+            return self._deliver(work, result.message)
+        finally:
+            self.admission.release(tickets[0], seconds=time.monotonic() - started)
+
+    def not_claimed(
+        self, work: QueuedWork, result: ClaimResult, wait_in_line: WaitInLine | None
+    ) -> str:
+        """What becomes of a queue message whose message could not be claimed."""
+        assert work.message_id is not None
+        if result.state == ClaimState.MISSING:
+            logger.error("queue message for unknown message %s", work.message_id)
+            return "missing"
+        if result.state == ClaimState.FINISHED:
+            self.queue.delete(work.receipt_handle)  # a duplicate: the work is done
+            return "duplicate"
+        if result.state == ClaimState.BUSY:
+            # Another worker holds a live lease. Come back when it ends: by then the message is
+            # finished (and this copy is dropped) or the lease expired (and this copy re-claims).
+            self.queue.change_visibility(work.receipt_handle, math.ceil(result.wait_seconds) + 1)
+            return "busy"
+        if result.state == ClaimState.NOT_DUE:
+            assert result.message is not None
+            services.delivery_postpone(
+                message=result.message, wait_seconds=result.wait_seconds, queue=self.queue
+            )
+            self.queue.delete(work.receipt_handle)
+            return "not_due"
+        # DEFERRED: its host is at its limit, or retries have their share. Wait in line here,
+        # or, when the line is full, look again later through a new queue message.
+        message = result.message
+        if message is not None:
+            refusal = Refusal(message.request.host, message.attempt_count > 0, message)
+        else:  # refused on the queue message's hint, before anything was read
+            assert work.host is not None
+            refusal = Refusal(work.host, work.is_retry, None)
+        if wait_in_line is not None and wait_in_line(refusal):
+            return "waiting"
+        if message is None:  # refused on the hint: see what it is before deferring it
+            message, blocked = services.delivery_blocker(
+                message_id=work.message_id, store=self.store, clock=self.clock
+            )
+            if blocked is not None:
+                return self.not_claimed(work, blocked, None)
+            assert message is not None
+        host = message.request.host
+        delay = math.ceil(self.admission.defer_seconds(host, ahead=self.line.ahead_for(host)))
+        services.delivery_defer(
+            message=message,
+            delay_seconds=delay,
+            store=self.store,
+            queue=self.queue,
+            clock=self.clock,
+        )
+        self.queue.delete(work.receipt_handle)
+        return "deferred"
+
+    def _deliver(self, work: QueuedWork, message: Message) -> str:
+        if message.budget_attempts > self.schedule.max_attempts:
+            services.delivery_give_up(
+                claim=message,
+                worker_id=self.worker_id,
+                reason=f"retry budget spent ({self.schedule.max_attempts} attempts)",
+                store=self.store,
+                clock=self.clock,
+            )
+            self.queue.delete(work.receipt_handle)
+            return "failed"
+        started = self.clock.now()
+        result = self.client.send(message.request, message.id, self._signatures(message, started))
+        outcome = services.delivery_record(
+            claim=message,
+            result=result,
+            started_at=started,
+            worker_id=self.worker_id,
+            policy=self.policy,
+            schedule=self.schedule,
+            store=self.store,
+            queue=self.queue,
+            clock=self.clock,
+        )
+        # Only now that the outcome is stored may the queue message go.
+        self.queue.delete(work.receipt_handle)
+        if outcome.message is None:
+            return "lease_lost"
+        return outcome.message.status.value.lower()
+
+    def _signatures(self, message: Message, at: datetime) -> dict[str, str]:
+        return signature_headers(
+            self.signing_secrets.get(message.producer_id),
+            message.id,
+            int(at.timestamp()),
+            message.request.body,
+        )
