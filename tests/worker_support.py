@@ -7,16 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.conf import settings
 
 from notifications.clock import Clock, system_clock
 from notifications.delivery.addresses import AddressPolicy
 from notifications.delivery.backoff import RetrySchedule
 from notifications.delivery.http import DeliveryClient
-from notifications.delivery.policy import (
-    DEFAULT_RETRYABLE_STATUSES,
-    OutcomePolicy,
-    parse_status_set,
-)
+from notifications.delivery.policy import OutcomePolicy, parse_status_set
 from notifications.queue import default_queue
 from notifications.store import default_store
 from notifications.worker import Worker
@@ -50,7 +47,7 @@ def make_worker(aws: str, transactional_db: None) -> Callable[..., Worker]:
                 pool_size=4,
                 address_policy=AddressPolicy.from_cidrs(["127.0.0.0/8"]),  # the local vendor
             ),
-            policy=OutcomePolicy(parse_status_set(DEFAULT_RETRYABLE_STATUSES)),
+            policy=OutcomePolicy(parse_status_set(settings.DELIVERY_RETRYABLE_STATUSES)),
             schedule=RetrySchedule(
                 delays=delays, max_attempts=max_attempts, max_age_seconds=86400, jitter=0.0
             ),

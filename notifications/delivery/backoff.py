@@ -6,8 +6,6 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-DEFAULT_SCHEDULE = "5,30,120,600,1800,3600,7200,14400,28800,57600"
-
 
 def parse_schedule(text: str) -> tuple[float, ...]:
     delays = tuple(float(part) for part in text.split(",") if part.strip())

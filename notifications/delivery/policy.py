@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -13,9 +12,6 @@ class Verdict(enum.StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"
     PERMANENT = "permanent"
-
-
-DEFAULT_RETRYABLE_STATUSES = "408,425,429,500-599"
 
 
 def parse_status_set(text: str) -> frozenset[int]:
@@ -40,10 +36,6 @@ class OutcomePolicy:
     including 410 — is permanent: repeating the same request would get the same answer."""
 
     retryable: frozenset[int]
-
-    @classmethod
-    def from_codes(cls, codes: Iterable[int]) -> OutcomePolicy:
-        return cls(frozenset(codes))
 
     def verdict(self, status_code: int | None, *, blocked: bool = False) -> Verdict:
         if blocked:  # the address policy refused the target: asking again changes nothing

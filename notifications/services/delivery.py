@@ -210,7 +210,7 @@ def describe_result(result: HttpResult) -> str:
 
 def delivery_record(
     *,
-    claim: Message,
+    claimed: Message,
     result: HttpResult,
     started_at: datetime,
     worker_id: str,
@@ -228,9 +228,9 @@ def delivery_record(
     verdict = policy.verdict(result.status_code, blocked=result.blocked)
     error = None if verdict == Verdict.DELIVERED else describe_result(result)
     store.put_attempt(
-        claim.id,
+        claimed.id,
         Attempt(
-            number=claim.attempt_count,
+            number=claimed.attempt_count,
             started_at=format_timestamp(started_at),
             duration_ms=result.duration_ms,
             outcome=verdict.value,
@@ -250,14 +250,14 @@ def delivery_record(
         retry_after = None
         if result.status_code in RETRY_AFTER_STATUSES:
             retry_after = retry_after_seconds(result.headers.get("retry-after"), now)
-        delay = schedule.delay_after(claim.budget_attempts, retry_after=retry_after, rng=rng)
+        delay = schedule.delay_after(claimed.budget_attempts, retry_after=retry_after, rng=rng)
         if schedule.exhausted(
-            attempts=claim.budget_attempts,
-            budget_started=parse_timestamp(claim.budget_started_at or claim.created_at),
+            attempts=claimed.budget_attempts,
+            budget_started=parse_timestamp(claimed.budget_started_at or claimed.created_at),
             now=now + timedelta(seconds=delay),
         ):
             target, delay = Status.FAILED, None
-            reason = f"retry budget spent after {claim.budget_attempts} attempt(s): {error}"
+            reason = f"retry budget spent after {claimed.budget_attempts} attempt(s): {error}"
         else:
             target, reason = Status.QUEUED, f"retry in {delay:.0f}s after {error}"
     changes: dict[str, Any] = {
@@ -275,27 +275,27 @@ def delivery_record(
     )
     try:
         updated = store.transition(
-            claim.id,
+            claimed.id,
             expected=Status.PROCESSING,
             target=target,
             entry=entry,
             changes=changes,
-            lease_token=claim.lease_token,
+            lease_token=claimed.lease_token,
         )
     except TransitionConflict:
-        logger.warning("message %s: lease lost before the result was stored; refused", claim.id)
+        logger.warning("message %s: lease lost before the result was stored; refused", claimed.id)
         return DeliveryOutcome(verdict, None)
     if target == Status.QUEUED:
         try:
             queue.send_for(updated, delay_seconds=math.ceil(delay or 0))
         except AWSUnavailable as failure:
-            logger.warning("message %s: retry not sent, reconcile will: %s", claim.id, failure)
+            logger.warning("message %s: retry not sent, reconcile will: %s", claimed.id, failure)
     return DeliveryOutcome(verdict, updated, delay)
 
 
 def delivery_give_up(
     *,
-    claim: Message,
+    claimed: Message,
     worker_id: str,
     reason: str,
     store: MessageStore | None = None,
@@ -307,12 +307,12 @@ def delivery_give_up(
     entry = HistoryEntry(Status.PROCESSING, Status.FAILED, now, f"worker:{worker_id}", reason)
     try:
         return store.transition(
-            claim.id,
+            claimed.id,
             expected=Status.PROCESSING,
             target=Status.FAILED,
             entry=entry,
             changes={"lease_token": None, "lease_expires_at": None, "last_error": reason},
-            lease_token=claim.lease_token,
+            lease_token=claimed.lease_token,
         )
     except TransitionConflict:
         return None

@@ -155,7 +155,7 @@ class MessageHandling:
     def _deliver(self, work: QueuedWork, message: Message) -> str:
         if message.budget_attempts > self.schedule.max_attempts:
             services.delivery_give_up(
-                claim=message,
+                claimed=message,
                 worker_id=self.worker_id,
                 reason=f"retry budget spent ({self.schedule.max_attempts} attempts)",
                 store=self.store,
@@ -166,7 +166,7 @@ class MessageHandling:
         started = self.clock.now()
         result = self.client.send(message.request, message.id, self._signatures(message, started))
         outcome = services.delivery_record(
-            claim=message,
+            claimed=message,
             result=result,
             started_at=started,
             worker_id=self.worker_id,

@@ -4,17 +4,17 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.conf import settings
 
 from notifications.delivery.backoff import RetrySchedule, parse_schedule
 from notifications.delivery.policy import (
-    DEFAULT_RETRYABLE_STATUSES,
     OutcomePolicy,
     Verdict,
     parse_status_set,
     retry_after_seconds,
 )
 
-POLICY = OutcomePolicy(parse_status_set(DEFAULT_RETRYABLE_STATUSES))
+POLICY = OutcomePolicy(parse_status_set(settings.DELIVERY_RETRYABLE_STATUSES))
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ def test_stale_worker_result_is_refused_and_the_new_one_stands(make_worker):
 
     common = {"policy": worker.policy, "schedule": worker.schedule, "clock": clock}
     late = delivery_record(
-        claim=stale.message,
+        claimed=stale.message,
         result=HttpResult(500, 5, snippet="late"),
         started_at=clock.now(),
         worker_id="old",
@@ -46,7 +46,7 @@ def test_stale_worker_result_is_refused_and_the_new_one_stands(make_worker):
     )
     assert late.message is None  # refused
     done = delivery_record(
-        claim=fresh.message,
+        claimed=fresh.message,
         result=HttpResult(200, 5),
         started_at=clock.now(),
         worker_id="new",
