@@ -42,6 +42,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Flash messages (which show a new API key or signing secret once) stay in the server-side session,
+# never in a cookie the browser could keep.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
 ROOT_URLCONF = "config.urls"
 APPEND_SLASH = False
 
@@ -95,6 +99,11 @@ SQS_QUEUE_NAME = env.str("SQS_QUEUE_NAME", default="herald-deliveries")
 SQS_DLQ_NAME = env.str("SQS_DLQ_NAME", default="") or f"{SQS_QUEUE_NAME}-dlq"
 SQS_MAX_RECEIVE_COUNT = env.int("SQS_MAX_RECEIVE_COUNT", default=5)
 SQS_VISIBILITY_TIMEOUT = env.int("SQS_VISIBILITY_TIMEOUT", default=60)
+
+# Per-producer intake limits (defaults; each producer can have its own in the admin): submissions
+# per second, and how many may come at once. INTAKE_RATE=0 turns the limit off.
+INTAKE_RATE = env.int("INTAKE_RATE", default=100)
+INTAKE_BURST = env.int("INTAKE_BURST", default=200)
 
 MAX_MESSAGE_BYTES = env.int("MAX_MESSAGE_BYTES", default=256 * 1024)
 # Django refuses request bodies above this before DRF parses them; keep it above Herald's own limit

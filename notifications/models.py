@@ -7,8 +7,11 @@ import base64
 import hashlib
 import hmac
 import secrets
+from datetime import datetime
 
 from django.db import models
+
+from notifications.clock import system_clock
 
 API_KEY_PREFIX = "hrld"
 PUBLIC_ID_PREFIX = "prd_"
@@ -55,6 +58,20 @@ class Producer(models.Model):
     is_active = models.BooleanField(default=True)
     key_id = models.CharField(max_length=12, unique=True, editable=False)
     key_hash = models.CharField(max_length=64, editable=False)
+    # The key before the last rotation, still accepted until `previous_key_valid_until`.
+    previous_key_id = models.CharField(max_length=12, blank=True, default="", editable=False)
+    previous_key_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    previous_key_valid_until = models.DateTimeField(null=True, blank=True, editable=False)
+    intake_rate = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Submissions per second this producer may make (empty: the INTAKE_RATE setting).",
+    )
+    intake_burst = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Submissions it may make at once above its rate (empty: INTAKE_BURST).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -73,14 +90,32 @@ class Producer(models.Model):
         """The id stored on messages: stable across key rotation and renames."""
         return producer_public_id(self.pk)
 
-    def set_new_api_key(self) -> str:
-        """Replace the key; return the plain key (shown once, never stored)."""
+    def set_new_api_key(self, *, keep_old_until: datetime | None = None) -> str:
+        """Replace the key; return the plain key (shown once, never stored). With
+        `keep_old_until`, the current key stays valid until then (a rotation without an outage)."""
+        if keep_old_until is not None and self.key_id:
+            self.previous_key_id, self.previous_key_hash = self.key_id, self.key_hash
+            self.previous_key_valid_until = keep_old_until
+        else:
+            self.previous_key_id, self.previous_key_hash = "", ""
+            self.previous_key_valid_until = None
         key, self.key_id = generate_api_key()
         self.key_hash = hash_api_key(key)
         return key
 
-    def check_api_key(self, key: str) -> bool:
-        return hmac.compare_digest(self.key_hash, hash_api_key(key))
+    def check_api_key(self, key: str, *, now: datetime | None = None) -> bool:
+        """Whether `key` is this producer's current key, or its previous one within its grace
+        period (judged at `now`, by default the system clock's)."""
+        now = now or system_clock.now()
+        digest = hash_api_key(key)
+        if hmac.compare_digest(self.key_hash, digest):
+            return True
+        return (
+            bool(self.previous_key_hash)
+            and self.previous_key_valid_until is not None
+            and now < self.previous_key_valid_until
+            and hmac.compare_digest(self.previous_key_hash, digest)
+        )
 
 
 class Message(models.Model):

@@ -3,6 +3,7 @@ manage webhook signing secrets (a new secret is shown once, in full; masked ever
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
@@ -35,10 +36,12 @@ class ProducerAdmin(admin.ModelAdmin):
     list_display = ("name", "is_active", "key_id", "signing_secret_count", "created_at")
     list_filter = ("is_active",)
     search_fields = ("name", "key_id")
-    readonly_fields = ("key_id", "created_at")
+    readonly_fields = ("key_id", "previous_key_valid_until", "created_at")
     inlines = (SigningSecretInline,)
     actions = (
         "rotate_api_key",
+        "rotate_api_key_keep_old_day",
+        "rotate_api_key_keep_old_week",
         "deactivate",
         "add_signing_secret",
         "retire_old_signing_secrets",
@@ -58,12 +61,47 @@ class ProducerAdmin(admin.ModelAdmin):
         key = services.producer_api_key_rotate(producer=obj)  # saves the new producer with it
         self._show_once(request, f"API key for {obj.name}", key)
 
-    @admin.action(description="Rotate the API key of selected producers", permissions=["change"])
+    @admin.action(
+        description="Rotate the API key of selected producers (the old key stops at once)",
+        permissions=["change"],
+    )
     def rotate_api_key(self, request: HttpRequest, queryset: QuerySet[Producer]) -> None:
+        self._rotate(request, queryset, keep_old_for=None)
+
+    @admin.action(
+        description="Rotate the API key of selected producers (the old key works 24 more hours)",
+        permissions=["change"],
+    )
+    def rotate_api_key_keep_old_day(
+        self, request: HttpRequest, queryset: QuerySet[Producer]
+    ) -> None:
+        self._rotate(request, queryset, keep_old_for=timedelta(hours=24))
+
+    @admin.action(
+        description="Rotate the API key of selected producers (the old key works 7 more days)",
+        permissions=["change"],
+    )
+    def rotate_api_key_keep_old_week(
+        self, request: HttpRequest, queryset: QuerySet[Producer]
+    ) -> None:
+        self._rotate(request, queryset, keep_old_for=timedelta(days=7))
+
+    def _rotate(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Producer],
+        *,
+        keep_old_for: timedelta | None,
+    ) -> None:
         for producer in queryset:
-            key = services.producer_api_key_rotate(producer=producer)
-            self.log_change(request, producer, "Rotated the API key.")
-            self._show_once(request, f"API key for {producer.name}", key)
+            key = services.producer_api_key_rotate(producer=producer, keep_old_for=keep_old_for)
+            grace = (
+                f"; the old key works until {producer.previous_key_valid_until:%Y-%m-%d %H:%M} UTC"
+                if keep_old_for
+                else ""
+            )
+            self.log_change(request, producer, f"Rotated the API key{grace}.")
+            self._show_once(request, f"API key for {producer.name}{grace}", key)
 
     @admin.action(description="Deactivate selected producers", permissions=["change"])
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Producer]) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django.db.models import Q
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
+from notifications.clock import system_clock
 from notifications.models import Producer, parse_api_key
 
 
@@ -19,9 +21,13 @@ class ProducerKeyAuthentication(BaseAuthentication):
         if scheme.lower() != "bearer" or not key:
             raise AuthenticationFailed("Use 'Authorization: Bearer <api key>'.")
         key_id = parse_api_key(key)
-        producer = Producer.objects.filter(key_id=key_id).first() if key_id else None
+        producer = (
+            Producer.objects.filter(Q(key_id=key_id) | Q(previous_key_id=key_id)).first()
+            if key_id
+            else None
+        )
         # The same answer for an unknown key and a wrong one: nothing to learn from the difference.
-        if producer is None or not producer.check_api_key(key):
+        if producer is None or not producer.check_api_key(key, now=system_clock.now()):
             raise AuthenticationFailed("Invalid API key.")
         if not producer.is_active:
             raise AuthenticationFailed("This producer is deactivated.")

@@ -14,6 +14,7 @@ from notifications.api.serializers import (
     attempt_representation,
     message_representation,
 )
+from notifications.api.throttling import ProducerIntakeThrottle
 from notifications.domain import Status
 
 MAX_PAGE_SIZE = 100
@@ -22,6 +23,7 @@ DEFAULT_PAGE_SIZE = 50
 
 class MessageViewSet(viewsets.ViewSet):
     lookup_value_regex = r"[^/]+"
+    throttle_classes = [ProducerIntakeThrottle]
 
     def create(self, request: Request) -> Response:
         idempotency_key = request.headers.get("Idempotency-Key")

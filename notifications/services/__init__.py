@@ -3,7 +3,7 @@ nothing else changes a message or a producer.
 
 Writes go through `store.MessageStore.transition`, the guarded status change; queue sends go
 through `queue.WorkQueue`. Time comes from an injected clock. One module per area:
-`messages` (submit, enqueue, requeue), `delivery` (claim, record, defer, the waiting line's
+`messages` (submit, enqueue, requeue), `intake` (producers' rate limits), `delivery` (claim, record, defer, the waiting line's
 decisions), `recovery` (reconcile, recount), `producers` (API keys, signing secrets).
 """
 
@@ -23,6 +23,7 @@ from notifications.services.delivery import (
     delivery_wait_refresh,
     describe_result,
 )
+from notifications.services.intake import IntakeLimiter, producer_intake_admit
 from notifications.services.messages import (
     RequeueReport,
     Submission,
@@ -50,6 +51,7 @@ __all__ = [
     "ClaimResult",
     "ClaimState",
     "DeliveryOutcome",
+    "IntakeLimiter",
     "ProducerInvalid",
     "RequeueReport",
     "Submission",
@@ -75,6 +77,7 @@ __all__ = [
     "producer_api_key_rotate",
     "producer_create",
     "producer_ensure_with_key",
+    "producer_intake_admit",
     "signing_secret_rotate",
     "signing_secrets_retire_old",
     "status_counters_recount",

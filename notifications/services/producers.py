@@ -4,14 +4,25 @@ stored hashed."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import transaction
 
+from notifications.clock import Clock, system_clock
 from notifications.models import (
     Producer,
     SigningSecret,
     generate_signing_secret,
     hash_api_key,
     parse_api_key,
+)
+
+API_KEY_FIELDS = (
+    "key_id",
+    "key_hash",
+    "previous_key_id",
+    "previous_key_hash",
+    "previous_key_valid_until",
 )
 
 
@@ -30,14 +41,21 @@ def producer_create(*, name: str) -> tuple[Producer, str]:
     return producer, producer_api_key_rotate(producer=producer)
 
 
-def producer_api_key_rotate(*, producer: Producer) -> str:
-    """Give `producer` a new API key (the old one stops working at once) and save it; a producer
-    not saved yet is saved with it. Returns the plain key."""
-    key = producer.set_new_api_key()
+def producer_api_key_rotate(
+    *,
+    producer: Producer,
+    keep_old_for: timedelta | None = None,
+    clock: Clock = system_clock,
+) -> str:
+    """Give `producer` a new API key and save it; a producer not saved yet is saved with it.
+    The old key stops working at once, or, with `keep_old_for`, after that long, so callers can
+    switch over without an outage. Returns the plain key."""
+    keep_old_until = clock.now() + keep_old_for if keep_old_for else None
+    key = producer.set_new_api_key(keep_old_until=keep_old_until)
     if producer.pk is None:
         producer.save()
     else:
-        producer.save(update_fields=["key_id", "key_hash"])
+        producer.save(update_fields=[*API_KEY_FIELDS])
     return key
 
 
@@ -51,6 +69,8 @@ def producer_ensure_with_key(*, name: str, api_key: str) -> Producer:
         name=name, defaults={"key_id": key_id, "key_hash": hash_api_key(api_key)}
     )
     producer.key_id, producer.key_hash, producer.is_active = key_id, hash_api_key(api_key), True
+    producer.previous_key_id, producer.previous_key_hash = "", ""
+    producer.previous_key_valid_until = None
     producer.save()
     return producer
 

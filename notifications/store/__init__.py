@@ -6,7 +6,8 @@
 - `table`: the one call path (every request through `aws.call`), query paging, batch reads;
 - `messages`: reads and guarded writes (put, get, transition, reschedule, attempts);
 - `listing`: newest-first listings across index shards, counts;
-- `statistics` (with `pending`): the dashboard's aggregates, kept up to date after each write.
+- `statistics` (with `pending`): the dashboard's aggregates, kept up to date after each write;
+- `allowances`: fleet-wide usage counters per time window (producers' intake limits).
 Methods raise `aws.AWSUnavailable` on AWS faults, and the domain's exceptions (`MessageExists`,
 `TransitionConflict`) when a conditional write finds the message otherwise than expected.
 """
@@ -19,6 +20,7 @@ from django.conf import settings
 
 from notifications.domain import DeliveryStatistics, Status
 from notifications.store import items
+from notifications.store.allowances import Allowances
 from notifications.store.items import INDEX_SHARDS
 from notifications.store.listing import MessageListing
 from notifications.store.messages import MessageRecords
@@ -44,6 +46,7 @@ class MessageStore(MessageRecords, MessageListing):
             table, flush_seconds=stats_flush_seconds, count_shard=self.count_shard
         )
         MessageRecords.__init__(self, table, on_arrival=self._statistics.record_arrival)
+        self.allowances = Allowances(table)
 
     position = staticmethod(items.position)
 

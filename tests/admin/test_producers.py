@@ -2,6 +2,7 @@
 secrets are masked everywhere else; keys rotate; producers deactivate; old secrets retire."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
@@ -48,6 +49,38 @@ def test_create_shows_the_api_key_once(admin_client):
     assert producer.key_hash == hash_api_key(key)
     page = admin_client.get(f"/admin/notifications/producer/{producer.pk}/change/")
     assert key not in page.content.decode()
+
+
+def test_new_keys_and_secrets_never_travel_in_a_cookie(admin_client):
+    """Django's default message storage keeps flashes in a readable cookie; the key and the
+    secret shown once must stay on the server (session storage)."""
+    created = admin_client.post(
+        "/admin/notifications/producer/add/",
+        {"name": "crm-sync", "is_active": "on", **NO_INLINE_FORMS},
+    )
+    producer = Producer.objects.get(name="crm-sync")
+    secret_added = admin_client.post(
+        CHANGELIST, {"action": "add_signing_secret", "_selected_action": [producer.pk]}
+    )
+    cookies = [m.value for r in (created, secret_added) for m in r.cookies.values()]
+    cookies += [m.value for m in admin_client.cookies.values()]
+    assert "messages" not in admin_client.cookies
+    assert not any(producer.key_id in c or "whsec_" in c for c in cookies)
+    shown = admin_client.get(CHANGELIST).content.decode()  # the flashes, from the session
+    assert "API key for crm-sync (shown once" in shown and "whsec_" in shown
+
+
+def test_rotation_can_keep_the_old_key_for_a_grace_period(admin_client):
+    producer = Producer(name="billing")
+    old_key = producer.set_new_api_key()
+    producer.save()
+    (note,) = flashes(action(admin_client, "rotate_api_key_keep_old_day", producer))
+    new_key = note.rsplit(" ", 1)[1]
+    producer.refresh_from_db()
+    assert producer.check_api_key(new_key) and producer.check_api_key(old_key)
+    assert "the old key works until" in note
+    later = producer.previous_key_valid_until + timedelta(seconds=1)
+    assert not producer.check_api_key(old_key, now=later)
 
 
 def test_rotate_key_and_deactivate(admin_client):
