@@ -152,7 +152,11 @@ WORKER_RETRY_SHARE = env.float("WORKER_RETRY_SHARE", default=0.5)
 # Messages held back by those limits wait inside the worker (no AWS calls, no receive count), up
 # to this many; beyond it they are deferred through SQS.
 WORKER_MAX_WAITING = env.int("WORKER_MAX_WAITING", default=128)
-SIGNING_SECRET_CACHE_SECONDS = env.float("SIGNING_SECRET_CACHE_SECONDS", default=30.0)
+# How long a worker keeps what it read of a producer (active or not, signing secrets): a
+# deactivation or a secret rotation reaches deliveries within this time.
+PRODUCER_CACHE_SECONDS = env.float("PRODUCER_CACHE_SECONDS", default=30.0)
+# A deactivated producer's messages wait: each is looked at again after this many seconds.
+DELIVERY_HOLD_SECONDS = env.int("DELIVERY_HOLD_SECONDS", default=300)
 RETRY_SCHEDULE = env.str("RETRY_SCHEDULE", default="5,30,120,600,1800,3600,7200,14400,28800,57600")
 RETRY_JITTER = env.float("RETRY_JITTER", default=0.2)
 RETRY_MAX_ATTEMPTS = env.int("RETRY_MAX_ATTEMPTS", default=11)
@@ -160,5 +164,8 @@ RETRY_MAX_AGE = env.float("RETRY_MAX_AGE", default=3 * 24 * 3600)
 # Dashboard counts: each process writes its status-count changes once per this many seconds (0:
 # with every change). See "How the dashboard counts" in the README.
 STATS_FLUSH_SECONDS = env.float("STATS_FLUSH_SECONDS", default=1.0)
+# Finished (COMPLETED/FAILED) messages, with their requests and attempts, are deleted this many
+# days after they finished (DynamoDB TTL); 0 keeps them forever.
+MESSAGE_RETENTION_DAYS = env.float("MESSAGE_RETENTION_DAYS", default=28)
 RECONCILE_INTERVAL = env.int("RECONCILE_INTERVAL", default=30)
 RECONCILE_OLDER_THAN = env.int("RECONCILE_OLDER_THAN", default=120)

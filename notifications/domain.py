@@ -172,6 +172,7 @@ class Message:
     lease_token: str | None = None
     lease_expires_at: str | None = None
     history: tuple[HistoryEntry, ...] = ()
+    expires_at: int | None = None  # epoch seconds: a finished message is deleted after retention
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from django.db import close_old_connections
+
 from notifications.clock import Clock, system_clock
 from notifications.delivery.http import outgoing_headers
 from notifications.domain import Attempt, FailureNote, Message, MessageNotFound, Status
@@ -78,33 +80,52 @@ def message_list(
     return messages, encode_cursor(next_before) if next_before else None
 
 
-def producer_signing_secrets(*, producer_id: str) -> list[str]:
-    """The signing secrets of a producer, by the id stored on its messages (`prd_<pk>`)."""
+@dataclass(frozen=True)
+class ProducerProfile:
+    """What a delivery needs to know of its producer: whether it is active (a deactivated
+    producer's messages wait), and its signing secrets."""
+
+    active: bool
+    signing_secrets: list[str]
+
+
+def producer_profile(*, producer_id: str) -> ProducerProfile:
+    """The profile of a producer by the id stored on its messages. A producer that no longer
+    exists counts as active, without secrets (its messages go, unsigned, as before)."""
     pk = producer_pk(producer_id)
     if pk is None:
-        return []
-    return list(SigningSecret.objects.filter(producer_id=pk).values_list("secret", flat=True))
+        return ProducerProfile(True, [])
+    active = Producer.objects.filter(pk=pk).values_list("is_active", flat=True).first()
+    secrets = SigningSecret.objects.filter(producer_id=pk).values_list("secret", flat=True)
+    return ProducerProfile(active is not False, list(secrets))
 
 
-class SigningSecretCache:
-    """Per-process cache of producers' signing secrets, so a delivery does not query the
-    database each time. A rotation reaches workers within `ttl_seconds`."""
+class ProducerCache:
+    """Per-process cache of producer profiles, so a delivery does not query the database each
+    time. A deactivation or a secret rotation reaches workers within `ttl_seconds`."""
 
     def __init__(self, *, ttl_seconds: float) -> None:
         self.ttl_seconds = ttl_seconds
-        self._entries: dict[str, tuple[float, list[str]]] = {}
+        self._entries: dict[str, tuple[float, ProducerProfile]] = {}
         self._lock = threading.Lock()
 
-    def get(self, producer_id: str) -> list[str]:
+    def get(self, producer_id: str) -> ProducerProfile:
         now = time.monotonic()
         with self._lock:
             cached = self._entries.get(producer_id)
         if cached and now - cached[0] < self.ttl_seconds:
             return cached[1]
-        secrets = producer_signing_secrets(producer_id=producer_id)
+        # Delivery threads live outside Django's request cycle, so they follow its rule for such
+        # threads: drop an unusable or expired connection before and after each use (a
+        # connection held across a database restart would otherwise fail every read).
+        close_old_connections()
+        try:
+            profile = producer_profile(producer_id=producer_id)
+        finally:
+            close_old_connections()
         with self._lock:
-            self._entries[producer_id] = (now, secrets)
-        return secrets
+            self._entries[producer_id] = (now, profile)
+        return profile
 
 
 # -- operator console ------------------------------------------------------------------------------

@@ -8,19 +8,13 @@ decisions), `recovery` (reconcile, recount), `producers` (API keys, signing secr
 """
 
 from notifications.services.delivery import (
-    WAITING_STATUSES,
     ClaimResult,
     ClaimState,
     DeliveryOutcome,
-    WaitCheck,
     claim_blocker,
-    delivery_blocker,
     delivery_claim,
-    delivery_defer,
     delivery_give_up,
-    delivery_postpone,
     delivery_record,
-    delivery_wait_refresh,
     describe_result,
 )
 from notifications.services.intake import IntakeLimiter, producer_intake_admit
@@ -45,6 +39,15 @@ from notifications.services.producers import (
     signing_secrets_retire_old,
 )
 from notifications.services.recovery import messages_reconcile, status_counters_recount
+from notifications.services.waiting import (
+    WAITING_STATUSES,
+    WaitCheck,
+    delivery_blocker,
+    delivery_defer,
+    delivery_hold,
+    delivery_postpone,
+    delivery_wait_refresh,
+)
 
 __all__ = [
     "WAITING_STATUSES",
@@ -62,6 +65,7 @@ __all__ = [
     "delivery_claim",
     "delivery_defer",
     "delivery_give_up",
+    "delivery_hold",
     "delivery_postpone",
     "delivery_record",
     "delivery_wait_refresh",

@@ -7,6 +7,7 @@
 - `messages`: reads and guarded writes (put, get, transition, reschedule, attempts);
 - `listing`: newest-first listings across index shards, counts;
 - `statistics` (with `pending`): the dashboard's aggregates, kept up to date after each write;
+- `retention`: when finished messages expire (DynamoDB TTL);
 - `allowances`: fleet-wide usage counters per time window (producers' intake limits).
 Methods raise `aws.AWSUnavailable` on AWS faults, and the domain's exceptions (`MessageExists`,
 `TransitionConflict`) when a conditional write finds the message otherwise than expected.
@@ -18,12 +19,14 @@ from datetime import datetime
 
 from django.conf import settings
 
+from notifications.clock import Clock, system_clock
 from notifications.domain import DeliveryStatistics, Status
 from notifications.store import items
 from notifications.store.allowances import Allowances
 from notifications.store.items import INDEX_SHARDS
 from notifications.store.listing import MessageListing
 from notifications.store.messages import MessageRecords
+from notifications.store.retention import Retention
 from notifications.store.schema import ensure_table
 from notifications.store.statistics import RECENT_FAILURE_SLOTS, StatusStatistics
 from notifications.store.table import Table
@@ -35,17 +38,31 @@ class MessageStore(MessageRecords, MessageListing):
     """Messages, attempts, listings and dashboard statistics of one table."""
 
     def __init__(
-        self, table_name: str | None = None, *, stats_flush_seconds: float | None = None
+        self,
+        table_name: str | None = None,
+        *,
+        stats_flush_seconds: float | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self.table_name = table_name or settings.DYNAMODB_TABLE
         if stats_flush_seconds is None:
             stats_flush_seconds = settings.STATS_FLUSH_SECONDS
+        retention = Retention(
+            retention_seconds=settings.MESSAGE_RETENTION_DAYS * 86400,
+            retry_budget_seconds=settings.RETRY_MAX_AGE,
+        )
         table = Table(self.table_name)
-        MessageListing.__init__(self, table)
+        MessageListing.__init__(self, table, is_live=self.is_live)
         self._statistics = StatusStatistics(
             table, flush_seconds=stats_flush_seconds, count_shard=self.count_shard
         )
-        MessageRecords.__init__(self, table, on_arrival=self._statistics.record_arrival)
+        MessageRecords.__init__(
+            self,
+            table,
+            on_arrival=self._statistics.record_arrival,
+            retention=retention,
+            clock=clock,
+        )
         self.allowances = Allowances(table)
 
     position = staticmethod(items.position)

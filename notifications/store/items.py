@@ -92,6 +92,7 @@ def message_to_item(message: Message) -> dict[str, Any]:
         "next_attempt_at": message.next_attempt_at,
         "lease_token": message.lease_token,
         "lease_expires_at": message.lease_expires_at,
+        "expires_at": message.expires_at,
     }
     values.update({key: value for key, value in optional.items() if value is not None})
     return serialize(values)
@@ -122,11 +123,12 @@ def item_to_message(item: Mapping[str, Any]) -> Message:
         next_attempt_at=data.get("next_attempt_at"),
         lease_token=data.get("lease_token"),
         lease_expires_at=data.get("lease_expires_at"),
+        expires_at=int(data["expires_at"]) if data.get("expires_at") is not None else None,
         history=tuple(HistoryEntry.from_dict(entry) for entry in data.get("history") or ()),
     )
 
 
-def attempt_to_item(message_id: str, attempt: Attempt) -> dict[str, Any]:
+def attempt_to_item(message_id: str, attempt: Attempt, *, expires_at: int | None) -> dict[str, Any]:
     values: dict[str, Any] = {
         "pk": message_id,
         "sk": f"{ATTEMPT_SK_PREFIX}{attempt.number:05d}",
@@ -142,6 +144,8 @@ def attempt_to_item(message_id: str, attempt: Attempt) -> dict[str, Any]:
         values["status_code"] = attempt.status_code
     if attempt.error is not None:
         values["error"] = attempt.error
+    if expires_at is not None:
+        values["expires_at"] = expires_at
     return serialize(values)
 
 

@@ -9,7 +9,7 @@ it reads and discards other hosts' items, fine for an operator's search, not for
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +53,15 @@ def _created(item: Mapping[str, Any]) -> str:
 
 
 class MessageListing:
-    def __init__(self, table: Table) -> None:
+    """`is_live` says whether a message is still to be shown (not past its retention)."""
+
+    def __init__(self, table: Table, *, is_live: Callable[[Message], bool]) -> None:
         self._table = table
+        self._is_live = is_live
+
+    def _messages(self, items: Iterable[Mapping[str, Any]]) -> list[Message]:
+        messages = (item_to_message(item) for item in items)
+        return [message for message in messages if self._is_live(message)]
 
     def list_messages(
         self,
@@ -77,7 +84,7 @@ class MessageListing:
             bound=before,
         )
         next_before = _created(page[-1]) if page and has_more else None
-        return [item_to_message(item) for item in page], next_before
+        return self._messages(page), next_before
 
     def list_messages_newer(
         self,
@@ -96,7 +103,7 @@ class MessageListing:
             newest_first=False,
             bound=after,
         )
-        return [item_to_message(item) for item in reversed(page)], has_more
+        return self._messages(reversed(page)), has_more
 
     def iter_status(self, status: Status, *, page_size: int = 100) -> Iterable[Message]:
         """Every message currently in `status`, newest first (for reconciliation and counts)."""

@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from notifications import aws
+from notifications.clock import Clock
 from notifications.domain import (
+    TERMINAL_STATUSES,
     Attempt,
     HistoryEntry,
     Message,
@@ -19,6 +21,7 @@ from notifications.domain import (
     Status,
     TransitionConflict,
     check_transition,
+    parse_timestamp,
 )
 from notifications.store.items import (
     ATTEMPT_SK_PREFIX,
@@ -31,6 +34,7 @@ from notifications.store.items import (
     serialize,
     status_partition,
 )
+from notifications.store.retention import Retention
 from notifications.store.table import Table
 
 # Fields a transition may change besides status and history.
@@ -51,9 +55,23 @@ Arrival = Callable[[Message, Status | None], None]
 
 
 class MessageRecords:
-    def __init__(self, table: Table, *, on_arrival: Arrival) -> None:
+    """Reads skip messages whose retention ended (DynamoDB's TTL deletes them some hours
+    later): to every reader an expired message is a missing one."""
+
+    def __init__(
+        self, table: Table, *, on_arrival: Arrival, retention: Retention, clock: Clock
+    ) -> None:
         self._table = table
         self._on_arrival = on_arrival
+        self._retention = retention
+        self._clock = clock
+
+    def is_live(self, message: Message) -> bool:
+        """False once the message's retention ended."""
+        return message.expires_at is None or message.expires_at > self._clock.now().timestamp()
+
+    def _live(self, message: Message | None) -> Message | None:
+        return message if message is None or self.is_live(message) else None
 
     def put_new(self, message: Message) -> None:
         """Store a new message. The condition makes the id a deduplication key: with an
@@ -76,7 +94,7 @@ class MessageRecords:
     def get(self, message_id: str) -> Message | None:
         response = self._table.call("get_item", Key=message_key(message_id), ConsistentRead=True)
         item = response.get("Item")
-        return item_to_message(item) if item else None
+        return self._live(item_to_message(item)) if item else None
 
     def get_with_attempts(self, message_id: str) -> tuple[Message | None, list[Attempt]]:
         """The message and its attempt log, in one consistent Query on the partition."""
@@ -89,24 +107,35 @@ class MessageRecords:
         ):
             sort_key = item["sk"]["S"]
             if sort_key == MESSAGE_SK:
-                message = item_to_message(item)
+                message = self._live(item_to_message(item))
             elif sort_key.startswith(ATTEMPT_SK_PREFIX):
                 attempts.append(item_to_attempt(item))
-        return message, attempts
+        return message, attempts if message else []
 
     def get_many(self, message_ids: Iterable[str]) -> list[Message]:
         """The messages that exist among `message_ids` (one BatchGetItem per 100), in no order."""
         keys = [{"pk": message_id, "sk": MESSAGE_SK} for message_id in dict.fromkeys(message_ids)]
-        return [item_to_message(item) for item in self._table.batch_get(keys)]
+        messages = (self._live(item_to_message(item)) for item in self._table.batch_get(keys))
+        return [message for message in messages if message is not None]
 
     def current_statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
         """The status of each existing message among `message_ids`, reading nothing else."""
         keys = [{"pk": message_id, "sk": MESSAGE_SK} for message_id in dict.fromkeys(message_ids)]
-        items = self._table.batch_get(keys, projection="pk, #status", names={"#status": "status"})
-        return {item["pk"]["S"]: Status(item["status"]["S"]) for item in items}
+        items = self._table.batch_get(
+            keys, projection="pk, #status, expires_at", names={"#status": "status"}
+        )
+        now = self._clock.now().timestamp()
+        return {
+            item["pk"]["S"]: Status(item["status"]["S"])
+            for item in items
+            if "expires_at" not in item or int(item["expires_at"]["N"]) > now
+        }
 
     def put_attempt(self, message_id: str, attempt: Attempt) -> None:
-        self._table.call("put_item", Item=attempt_to_item(message_id, attempt))
+        expires_at = self._retention.attempt_expiry(parse_timestamp(attempt.started_at))
+        self._table.call(
+            "put_item", Item=attempt_to_item(message_id, attempt, expires_at=expires_at)
+        )
 
     def transition(
         self,
@@ -155,6 +184,13 @@ class MessageRecords:
             "#history = list_append(if_not_exists(#history, :empty), :entry)",
         ]
         removals = []
+        # A finished message is kept for the retention period; one that moves on again is not.
+        expiry = self._retention.message_expiry(parse_timestamp(entry.at))
+        if target in TERMINAL_STATUSES and expiry is not None:
+            values[":expires_at"] = expiry
+            assignments.append("expires_at = :expires_at")
+        elif target not in TERMINAL_STATUSES:
+            removals.append("expires_at")
         for position, (field_name, value) in enumerate(sorted(changes.items())):
             names[f"#f{position}"] = field_name
             if value is None:

@@ -10,7 +10,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from datetime import datetime
 
 from notifications import services
 from notifications.clock import Clock
@@ -20,7 +19,7 @@ from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import OutcomePolicy
 from notifications.domain import Message
 from notifications.queue import QueuedWork, WorkQueue
-from notifications.selectors import SigningSecretCache
+from notifications.selectors import ProducerCache
 from notifications.services import ClaimResult, ClaimState
 from notifications.signing import signature_headers
 from notifications.store import MessageStore
@@ -43,7 +42,8 @@ class MessageHandling:
     policy: OutcomePolicy
     queue: WorkQueue
     schedule: RetrySchedule
-    signing_secrets: SigningSecretCache
+    producers: ProducerCache
+    hold_seconds: int
     store: MessageStore
     worker_id: str
 
@@ -163,8 +163,24 @@ class MessageHandling:
             )
             self.queue.delete(work.receipt_handle)
             return "failed"
+        producer = self.producers.get(message.producer_id)
+        if not producer.active:
+            held = services.delivery_hold(
+                claimed=message,
+                worker_id=self.worker_id,
+                reason=f"held: producer {message.producer_id} is deactivated",
+                hold_seconds=self.hold_seconds,
+                store=self.store,
+                queue=self.queue,
+                clock=self.clock,
+            )
+            self.queue.delete(work.receipt_handle)
+            return "held" if held is not None else "lease_lost"
         started = self.clock.now()
-        result = self.client.send(message.request, message.id, self._signatures(message, started))
+        signatures = signature_headers(
+            producer.signing_secrets, message.id, int(started.timestamp()), message.request.body
+        )
+        result = self.client.send(message.request, message.id, signatures)
         outcome = services.delivery_record(
             claimed=message,
             result=result,
@@ -181,11 +197,3 @@ class MessageHandling:
         if outcome.message is None:
             return "lease_lost"
         return outcome.message.status.value.lower()
-
-    def _signatures(self, message: Message, at: datetime) -> dict[str, str]:
-        return signature_headers(
-            self.signing_secrets.get(message.producer_id),
-            message.id,
-            int(at.timestamp()),
-            message.request.body,
-        )

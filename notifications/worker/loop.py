@@ -30,7 +30,7 @@ from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import OutcomePolicy, parse_status_set
 from notifications.domain import parse_timestamp
 from notifications.queue import QueuedWork, WorkQueue, default_queue
-from notifications.selectors import SigningSecretCache
+from notifications.selectors import ProducerCache
 from notifications.store import MessageStore, default_store
 from notifications.worker.handling import MessageHandling
 from notifications.worker.waiting import Refusal, Waiter, WaitingLine
@@ -63,11 +63,12 @@ class Worker(MessageHandling):
         store: MessageStore,
         queue: WorkQueue,
         admission: Admission | None = None,
-        signing_secrets: SigningSecretCache | None = None,
+        producers: ProducerCache | None = None,
         clock: Clock = system_clock,
         worker_id: str | None = None,
         max_waiting: int = 0,
         waiting_refresh_seconds: float = 60.0,
+        hold_seconds: int = 300,
     ) -> None:
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
@@ -80,7 +81,8 @@ class Worker(MessageHandling):
         self.store = store
         self.queue = queue
         self.admission = admission or Admission(max_per_host=concurrency, max_retries=concurrency)
-        self.signing_secrets = signing_secrets or SigningSecretCache(ttl_seconds=30.0)
+        self.producers = producers or ProducerCache(ttl_seconds=30.0)
+        self.hold_seconds = hold_seconds
         self.clock = clock
         self.worker_id = worker_id or default_worker_id()
         self.line = WaitingLine(capacity=max_waiting)
@@ -110,7 +112,8 @@ class Worker(MessageHandling):
                 max_per_host=settings.DELIVERY_MAX_PER_HOST,
                 max_retries=max(1, int(concurrency * settings.WORKER_RETRY_SHARE)),
             ),
-            signing_secrets=SigningSecretCache(ttl_seconds=settings.SIGNING_SECRET_CACHE_SECONDS),
+            producers=ProducerCache(ttl_seconds=settings.PRODUCER_CACHE_SECONDS),
+            hold_seconds=settings.DELIVERY_HOLD_SECONDS,
             policy=OutcomePolicy(parse_status_set(settings.DELIVERY_RETRYABLE_STATUSES)),
             schedule=RetrySchedule(
                 delays=parse_schedule(settings.RETRY_SCHEDULE),
