@@ -43,6 +43,7 @@ class ProducerAdmin(admin.ModelAdmin):
         "rotate_api_key_keep_old_day",
         "rotate_api_key_keep_old_week",
         "deactivate",
+        "reactivate",
         "add_signing_secret",
         "retire_old_signing_secrets",
     )
@@ -105,8 +106,25 @@ class ProducerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Deactivate selected producers", permissions=["change"])
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Producer]) -> None:
-        count = queryset.update(is_active=False)
-        self.message_user(request, f"{count} producer(s) deactivated.", messages.SUCCESS)
+        self._set_active(request, queryset, active=False)
+
+    @admin.action(
+        description="Reactivate selected producers (their held messages go)",
+        permissions=["change"],
+    )
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[Producer]) -> None:
+        self._set_active(request, queryset, active=True)
+
+    def _set_active(
+        self, request: HttpRequest, queryset: QuerySet[Producer], *, active: bool
+    ) -> None:
+        changed = [producer for producer in queryset if producer.is_active != active]
+        for producer in changed:
+            producer.is_active = active
+            producer.save(update_fields=["is_active"])
+            self.log_change(request, producer, "Reactivated." if active else "Deactivated.")
+        verb = "reactivated" if active else "deactivated"
+        self.message_user(request, f"{len(changed)} producer(s) {verb}.", messages.SUCCESS)
 
     @admin.action(
         description="Add a signing secret to selected producers (older ones stay valid)",

@@ -135,3 +135,17 @@ def test_signing_secrets_cannot_be_typed_in_and_can_be_deleted_one_by_one(admin_
     assert 'name="signing_secrets-0-secret"' not in html
     assert 'name="signing_secrets-1-' not in html  # no empty row to type a secret into
     assert "c2VjcmV0LXZhbHVlLW9uZQ" not in html
+
+
+def test_deactivate_and_reactivate_are_logged(admin_client):
+    from django.contrib.admin.models import LogEntry
+
+    producer = Producer(name="paused")
+    producer.set_new_api_key()
+    producer.save()
+    assert flashes(action(admin_client, "deactivate", producer)) == ["1 producer(s) deactivated."]
+    assert flashes(action(admin_client, "reactivate", producer)) == ["1 producer(s) reactivated."]
+    producer.refresh_from_db()
+    assert producer.is_active is True
+    logged = [entry.change_message for entry in LogEntry.objects.order_by("action_time")]
+    assert logged[-2:] == ["Deactivated.", "Reactivated."]

@@ -1,5 +1,6 @@
-"""bootstrap and create_producer."""
+"""bootstrap, create_producer and rotate_api_key."""
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -47,3 +48,20 @@ def test_create_producer_refuses_duplicates():
     call_command("create_producer", "dup", stdout=StringIO())
     with pytest.raises(CommandError):
         call_command("create_producer", "dup", stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_rotate_api_key_can_keep_the_old_key_for_hours():
+    out = StringIO()
+    call_command("create_producer", "rotating", stdout=out)
+    old_key = out.getvalue().splitlines()[-1]
+    out = StringIO()
+    call_command("rotate_api_key", "rotating", "--keep-old-hours", "2", stdout=out)
+    new_key = out.getvalue().splitlines()[-1]
+    producer = Producer.objects.get(name="rotating")
+    assert producer.check_api_key(new_key) and producer.check_api_key(old_key)
+    after = producer.previous_key_valid_until + timedelta(seconds=1)
+    assert not producer.check_api_key(old_key, now=after)
+    call_command("rotate_api_key", "rotating", stdout=StringIO())
+    producer.refresh_from_db()
+    assert not producer.check_api_key(new_key)
