@@ -30,6 +30,7 @@ from tests.support.worker import running
 from tests.vendor import Answer
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e  # a Chromium process and a live server
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
