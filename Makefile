@@ -30,8 +30,9 @@ browser:
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
 	  $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium; }
 
+# Lists the slowest tests at the end. The fast inner loop: .venv/bin/python -m pytest -m "not e2e"
 test: lint browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

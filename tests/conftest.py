@@ -152,4 +152,4 @@ def vendor() -> Iterator[Any]:
     server.stop()
 
 
-from tests.worker_support import make_worker  # noqa: E402, F401 - a fixture for every test package
+from tests.support.worker import make_worker  # noqa: E402, F401 - a fixture for every test package

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MIN_DEFER_SECONDS = 1.0
@@ -33,9 +34,16 @@ class Ticket:
 
 
 class Admission:
-    def __init__(self, *, max_per_host: int, max_retries: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_per_host: int,
+        max_retries: int,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_per_host = max(1, max_per_host)
         self.max_retries = max(1, max_retries)
+        self._monotonic = monotonic  # injected, so tests move time instead of sleeping
         self._lock = threading.Lock()
         self._per_host: Counter[str] = Counter()
         self._admitted_at: dict[str, list[float]] = {}
@@ -51,7 +59,7 @@ class Admission:
                 return None
             self._per_host[host] += 1
             self._retries += int(retry)
-            ticket = Ticket(host, retry, time.monotonic())
+            ticket = Ticket(host, retry, self._monotonic())
             self._admitted_at.setdefault(host, []).append(ticket.admitted_at)
             self._starts.setdefault(host, deque(maxlen=32)).append(ticket.admitted_at)
             return ticket
@@ -78,7 +86,7 @@ class Admission:
         already waiting before it, about when its turn comes at the rate the host's deliveries
         have been starting (so a backlog for one busy host is not re-sent through SQS every
         second)."""
-        now = time.monotonic()
+        now = self._monotonic()
         with self._lock:
             typical = self._average_seconds.get(host, 0.0)
             started = self._admitted_at.get(host, [])

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,9 +25,12 @@ from notifications.domain import Status
 from notifications.worker import Worker
 from tests.admin.conftest import make_user
 from tests.factories import make_producer
+from tests.support.waiting import wait_until
+from tests.support.worker import running
 from tests.vendor import Answer
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e  # a Chromium process and a live server
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -63,11 +64,8 @@ def chromium() -> Iterator[Browser]:
 def running_worker(make_worker: Callable[..., Worker]) -> Iterator[Worker]:
     """A real Worker consuming the queue on a background thread, like `run_worker` does."""
     worker = make_worker(delays=(60.0,), max_attempts=3)
-    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
-    thread.start()
-    yield worker
-    worker.stop()
-    thread.join(timeout=30)
+    with running(worker) as thread:
+        yield worker
     assert not thread.is_alive()
 
 
@@ -105,13 +103,6 @@ class Api:
         return {status.value: self.count(status) for status in Status}
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def dashboard_counts(page: Page) -> dict[str, int]:
     rows = page.locator("tr.status-count")
     return {
@@ -142,13 +133,15 @@ def test_operator_requeues_a_failed_message_and_sees_it_delivered(
     failed_ids = [api.submit(down, metadata={"user": n}) for n in range(3)]
     completed_ids = [api.submit(fine) for _ in range(4)]
     retrying_id = api.submit(busy)
-    wait_for(
+    wait_until(
         lambda: (
             api.count(Status.FAILED) == 3
             and api.count(Status.COMPLETED) == 4
             and api.count(Status.QUEUED) == 1
         ),
-        "the first deliveries",
+        timeout=30,
+        what="the first deliveries",
+        interval=0.2,
     )
 
     with chromium() as browser:
@@ -207,11 +200,15 @@ def test_operator_requeues_a_failed_message_and_sees_it_delivered(
         expect(page.locator("#requeue-button")).to_have_count(0)
 
         # The vendor has recovered: the worker delivers it.
-        deadline = time.monotonic() + 30
-        while page.locator("#message-status").inner_text() != "COMPLETED":
-            assert time.monotonic() < deadline, "the requeued message did not complete"
-            time.sleep(0.5)
+        def shows_completed() -> bool:
+            if page.locator("#message-status").inner_text() == "COMPLETED":
+                return True
             page.reload()
+            return False
+
+        wait_until(
+            shows_completed, timeout=30, what="the requeued message to complete", interval=0.5
+        )
         timeline = page.locator("#message-history")
         expect(timeline).to_contain_text(f"operator:{operator.username}")
         expect(timeline).to_contain_text("conversions API is back")

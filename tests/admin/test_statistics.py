@@ -1,6 +1,5 @@
 """The store's maintained statistics: counters per status, failures per host, recent failures."""
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +9,7 @@ from notifications.clock import ManualClock
 from notifications.domain import HistoryEntry, InvalidState, Status, format_timestamp
 from notifications.store import INDEX_SHARDS, RECENT_FAILURE_SLOTS, MessageStore, default_store
 from tests.factories import build_message
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -139,10 +139,11 @@ def test_counts_are_written_in_the_background():
     store = MessageStore(default_store().table_name, stats_flush_seconds=0.2)
     store.put_new(build_message(status=Status.QUEUED))
     reader = MessageStore(default_store().table_name, stats_flush_seconds=3600)  # another process
-    deadline = time.monotonic() + 10
-    while reader.statistics(now=NOW).counts[Status.QUEUED] != 1:
-        assert time.monotonic() < deadline, "the pending count was never written"
-        time.sleep(0.1)
+    wait_until(
+        lambda: reader.statistics(now=NOW).counts[Status.QUEUED] == 1,
+        timeout=10,
+        what="the pending count to be written",
+    )
 
 
 def test_an_empty_table_has_zero_counts_and_no_failures():

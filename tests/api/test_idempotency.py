@@ -51,6 +51,7 @@ def test_keys_are_scoped_to_the_producer(client):
     assert second.json()["id"] != first["id"]
 
 
+@pytest.mark.e2e  # a live API server
 @pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_identical_requests_make_one_message_and_one_send(
     aws, live_server, faults

@@ -14,8 +14,8 @@ from notifications.models import SigningSecret
 from notifications.services import Submission, message_submit, signing_secret_rotate
 from notifications.signing import sign, signature_headers
 from tests.factories import make_producer
+from tests.support.worker import run_until, status_of
 from tests.vendor import Answer
-from tests.worker_support import run_until, status_of
 
 
 def test_known_answer_vector_from_the_specification():

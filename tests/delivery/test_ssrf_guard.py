@@ -12,9 +12,9 @@ from notifications.delivery.addresses import AddressPolicy, parse_literal
 from notifications.delivery.http import DeliveryClient
 from notifications.domain import DeliveryRequest, Status
 from notifications.store import default_store
+from tests.support.submission import submit
+from tests.support.worker import run_until, status_of
 from tests.vendor import Answer
-from tests.worker.test_delivery import submit
-from tests.worker_support import run_until, status_of
 
 FORBIDDEN_HOSTS = [
     "127.1",

@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import free_port
+from tests.support.waiting import wait_until
 from tests.vendor import Vendor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,16 +25,13 @@ def read_env(path: Path) -> dict[str, str]:
     return {key: value for key, value in pairs if not key.startswith("#")}
 
 
-def wait_for(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the stack exited early"
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} never answered")
+def answers(url: str, process: subprocess.Popen) -> bool:
+    assert process.poll() is None, "the stack exited early"
+    try:
+        requests.get(url, timeout=1)
+    except requests.ConnectionError:
+        return False
+    return True
 
 
 def test_make_run_stack_accepts_a_message_and_stops_on_ctrl_c(tmp_path):
@@ -61,7 +58,8 @@ def test_make_run_stack_accepts_a_message_and_stops_on_ctrl_c(tmp_path):
         start_new_session=True,
     )
     try:
-        wait_for(f"http://127.0.0.1:{port}/api/v1/messages", stack)
+        api = f"http://127.0.0.1:{port}/api/v1/messages"
+        wait_until(lambda: answers(api, stack), timeout=90, what=f"{api} to answer", interval=0.3)
         values = read_env(env_file)
         assert values["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{standin_port}"
         key = values["HERALD_DEV_API_KEY"]
@@ -92,17 +90,16 @@ def test_make_run_stack_accepts_a_message_and_stops_on_ctrl_c(tmp_path):
                 headers={"Authorization": f"Bearer {key}"},
                 timeout=30,
             ).json()["id"]
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
+
+            def completed() -> bool:
                 state = requests.get(
                     f"http://127.0.0.1:{port}/api/v1/messages/{delivered}",
                     headers={"Authorization": f"Bearer {key}"},
                     timeout=30,
                 ).json()["status"]
-                if state == "COMPLETED":
-                    break
-                time.sleep(0.3)
-            assert state == "COMPLETED"
+                return state == "COMPLETED"
+
+            wait_until(completed, timeout=60, what="the delivery to complete", interval=0.3)
             [call] = vendor.requests_to("/hook")
             assert call.headers["Herald-Message-Id"] == delivered
         finally:

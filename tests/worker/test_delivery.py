@@ -16,20 +16,10 @@ from notifications.selectors import message_get
 from notifications.services import Submission, message_submit
 from notifications.store import default_store
 from tests.conftest import free_port
+from tests.support.submission import submit
+from tests.support.waiting import wait_until
+from tests.support.worker import run_until, status_of
 from tests.vendor import Answer
-from tests.worker_support import run_until, status_of
-
-
-def submit(url: str, *, headers: dict | None = None, body: object = None, clock=None) -> str:
-    submission = Submission(
-        target_url=url,
-        method="POST",
-        headers=headers or {},
-        body=json.dumps(body if body is not None else {"event": "signup"}),
-        body_is_json=True,
-    )
-    kwargs = {"clock": clock} if clock else {}
-    return message_submit(producer_id="prd_1", submission=submission, **kwargs).message.id
 
 
 def finished(message_id: str):
@@ -233,10 +223,14 @@ def test_poison_messages_go_to_the_dead_letter_queue_and_come_back(make_worker, 
         return outcome
 
     outcomes = []
-    for _ in range(10):
-        outcomes += [shorten_visibility(w) for w in queue.receive(max_messages=10, wait_seconds=1)]
-        if queue.depth()["dead_letters"] == 2:
-            break
+
+    def both_dead_lettered() -> bool:
+        outcomes.extend(
+            shorten_visibility(w) for w in queue.receive(max_messages=10, wait_seconds=1)
+        )
+        return queue.depth()["dead_letters"] == 2
+
+    wait_until(both_dead_lettered, timeout=20, what="two dead letters", interval=0)
     assert queue.depth()["dead_letters"] == 2
     assert sorted(set(outcomes)) == ["missing", "undecodable"]
     assert queue.depth()["visible"] == 0

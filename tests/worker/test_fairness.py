@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 from notifications.delivery.admission import Admission
 from notifications.domain import Status
 from notifications.queue import default_queue
+from tests.support.submission import submit
+from tests.support.waiting import wait_until
+from tests.support.worker import running, status_of
 from tests.vendor import Answer, Vendor
-from tests.worker.test_delivery import submit
-from tests.worker_support import status_of
 
 
 def test_slow_host_is_capped_and_fast_host_is_not_held_up(make_worker, vendor):
@@ -26,18 +26,15 @@ def test_slow_host_is_capped_and_fast_host_is_not_held_up(make_worker, vendor):
         worker.admission = Admission(max_per_host=2, max_retries=6)
         worker.client.resolver = lambda host, port: ["127.0.0.1"]
         started = time.monotonic()
-        runner = threading.Thread(target=worker.run, daemon=True)
-        runner.start()
-        try:
-            while not all(status_of(i) == Status.COMPLETED for i in fast_ids):
-                assert time.monotonic() - started < 20, "fast messages were held up"
-                time.sleep(0.1)
+        with running(worker):
+            wait_until(
+                lambda: all(status_of(i) == Status.COMPLETED for i in fast_ids),
+                timeout=20,
+                what="the fast messages (held up?)",
+            )
             fast_done = time.monotonic() - started
             slow_calls_meanwhile = len(slow_vendor.received)
             slow_in_progress = [i for i in slow_ids if status_of(i) != Status.COMPLETED]
-        finally:
-            worker.stop()
-            runner.join(timeout=30)
     finally:
         slow_vendor.stop()
 

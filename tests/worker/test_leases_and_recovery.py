@@ -16,8 +16,8 @@ from notifications.queue import default_queue
 from notifications.services import ClaimState, delivery_claim, delivery_record
 from notifications.store import MessageStore, default_store
 from tests.factories import build_message
+from tests.support.worker import run_until, status_of
 from tests.vendor import Answer
-from tests.worker_support import run_until, status_of
 
 pytestmark = pytest.mark.usefixtures("aws")
 

@@ -6,15 +6,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from notifications.domain import Status
+from tests.support.submission import submit
+from tests.support.waiting import wait_until
+from tests.support.worker import status_of
 from tests.vendor import Answer
-from tests.worker.test_delivery import submit
-from tests.worker_support import status_of
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -45,13 +45,6 @@ def start_worker(endpoint: str, tmp_path: Path, name: str, **overrides: str) -> 
     )
 
 
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_kill_9_mid_delivery_then_another_worker_completes_it(aws, vendor, tmp_path):
     url = vendor.script("/slow", Answer(200, delay=2.5), Answer(200))
     message_id = submit(url)
@@ -59,7 +52,9 @@ def test_kill_9_mid_delivery_then_another_worker_completes_it(aws, vendor, tmp_p
 
     first = start_worker(aws, tmp_path, "first", **timeouts)
     try:
-        wait_until(lambda: vendor.requests_to("/slow"), 30, "the first delivery to start")
+        wait_until(
+            lambda: vendor.requests_to("/slow"), timeout=30, what="the first delivery to start"
+        )
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     finally:
@@ -68,7 +63,9 @@ def test_kill_9_mid_delivery_then_another_worker_completes_it(aws, vendor, tmp_p
 
     second = start_worker(aws, tmp_path, "second", **timeouts)
     try:
-        wait_until(lambda: status_of(message_id) == Status.COMPLETED, 40, "the takeover")
+        wait_until(
+            lambda: status_of(message_id) == Status.COMPLETED, timeout=40, what="the takeover"
+        )
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=30)
@@ -90,7 +87,9 @@ def test_sigterm_lets_deliveries_in_flight_finish_and_exits_0(aws, vendor, tmp_p
 
     worker = start_worker(aws, tmp_path, "graceful")
     try:
-        wait_until(lambda: len(vendor.requests_to("/inflight")) == 3, 30, "three deliveries")
+        wait_until(
+            lambda: len(vendor.requests_to("/inflight")) == 3, timeout=30, what="three deliveries"
+        )
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(timeout=30)
     finally:

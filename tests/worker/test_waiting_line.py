@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 
 from notifications.clock import system_clock
@@ -15,37 +13,28 @@ from notifications.services import messages_reconcile
 from notifications.store import default_store
 from notifications.worker import Worker
 from tests.factories import build_message
+from tests.support.submission import submit
+from tests.support.waiting import wait_until
+from tests.support.worker import running, status_of
 from tests.vendor import Answer
-from tests.worker.test_delivery import submit
-from tests.worker_support import status_of
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
-def start(worker: Worker) -> threading.Thread:
-    runner = threading.Thread(target=worker.run, daemon=True)
-    runner.start()
-    return runner
 
 
 def run_until_completed(worker: Worker, ids: list[str], timeout: float) -> int:
     """Run the worker until every message is COMPLETED; returns the longest waiting line seen."""
     most_waiting = 0
-    runner = start(worker)
-    try:
-        deadline = time.monotonic() + timeout
-        while not all(status_of(i) == Status.COMPLETED for i in ids):
-            assert time.monotonic() < deadline, [status_of(i) for i in ids]
-            most_waiting = max(most_waiting, worker.waiting)
-            time.sleep(0.05)
-    finally:
-        worker.stop()
-        runner.join(timeout=30)
+
+    def all_completed() -> bool:
+        nonlocal most_waiting
+        most_waiting = max(most_waiting, worker.waiting)
+        return all(status_of(i) == Status.COMPLETED for i in ids)
+
+    with running(worker):
+        wait_until(
+            all_completed,
+            timeout=timeout,
+            what=lambda: f"every message COMPLETED: {[status_of(i) for i in ids]}",
+            interval=0.05,
+        )
     return most_waiting
 
 
@@ -90,12 +79,8 @@ def test_a_stopping_worker_hands_waiting_messages_back_as_fresh_queue_messages(m
     ids = [submit(url) for _ in range(3)]
     worker = make_worker(concurrency=3, timeout=8.0)
     worker.admission = Admission(max_per_host=1, max_retries=3)
-    runner = start(worker)
-    try:
-        wait_for(lambda: worker.waiting == 2)
-    finally:
-        worker.stop()
-        runner.join(timeout=30)
+    with running(worker) as runner:
+        wait_until(lambda: worker.waiting == 2, timeout=20, what="two waiting", interval=0.05)
     assert not runner.is_alive()
     assert worker.waiting == 0
 
@@ -122,9 +107,10 @@ def test_a_long_waiter_is_not_taken_for_lost_by_the_reconciler(make_worker, vend
         statuses = {status_of(first), status_of(second)}
         return worker.waiting == 1 and statuses == {Status.PROCESSING, Status.QUEUED}
 
-    runner = start(worker)
-    try:
-        wait_for(one_running_one_waiting)
+    with running(worker):
+        wait_until(
+            one_running_one_waiting, timeout=20, what="one running, one waiting", interval=0.05
+        )
         waiter = first if status_of(first) == Status.QUEUED else second
         queued_at = default_store().get(waiter).next_attempt_at
         deadline = time.monotonic() + 3.5
@@ -133,10 +119,12 @@ def test_a_long_waiter_is_not_taken_for_lost_by_the_reconciler(make_worker, vend
             time.sleep(0.05)
         refreshed_at = default_store().get(waiter).next_attempt_at
         counts = messages_reconcile(older_than=2.5)
-        wait_for(lambda: all(status_of(i) == Status.COMPLETED for i in (first, second)))
-    finally:
-        worker.stop()
-        runner.join(timeout=30)
+        wait_until(
+            lambda: all(status_of(i) == Status.COMPLETED for i in (first, second)),
+            timeout=20,
+            what="both COMPLETED",
+            interval=0.05,
+        )
 
     assert refreshed_at > queued_at  # the heartbeat moved it along while it waited
     assert counts["overdue_queued_found"] == 0
@@ -151,7 +139,7 @@ def test_a_retry_held_on_its_hint_before_it_is_due_keeps_its_backoff(make_worker
     # is busy then, it waits in line on the queue message's hint, unread; when the heartbeat
     # reads it, it must go back to waiting for its time, not be moved to now.
     busy_url = vendor.script("/busy", then=Answer(200, delay=4.0))
-    running = submit(busy_url)
+    busy = submit(busy_url)
     later = format_timestamp(system_clock.now() + timedelta(hours=1))
     early = build_message(
         status=Status.QUEUED, url=vendor.url("/early"), next_attempt_at=later, attempt_count=3
@@ -161,16 +149,23 @@ def test_a_retry_held_on_its_hint_before_it_is_due_keeps_its_backoff(make_worker
     worker.admission = Admission(max_per_host=1, max_retries=2)
     worker.visibility_timeout = 3  # heartbeat every second
     worker.waiting_refresh_seconds = 1.0
-    runner = start(worker)
-    try:
-        wait_for(lambda: status_of(running) == Status.PROCESSING)
+    with running(worker):
+        wait_until(
+            lambda: status_of(busy) == Status.PROCESSING,
+            timeout=20,
+            what="the busy host's call",
+            interval=0.05,
+        )
         default_queue().send_for(early)
-        wait_for(lambda: worker.waiting == 1)
-        wait_for(lambda: worker.waiting == 0, timeout=10)  # read, found not due, sent back
-        wait_for(lambda: status_of(running) == Status.COMPLETED)
-    finally:
-        worker.stop()
-        runner.join(timeout=30)
+        wait_until(lambda: worker.waiting == 1, timeout=20, what="one waiting", interval=0.05)
+        # Read, found not due, sent back.
+        wait_until(lambda: worker.waiting == 0, timeout=10, what="none waiting", interval=0.05)
+        wait_until(
+            lambda: status_of(busy) == Status.COMPLETED,
+            timeout=20,
+            what="the busy host's call to complete",
+            interval=0.05,
+        )
 
     stored = default_store().get(early.id)
     assert stored.status == Status.QUEUED

@@ -1,9 +1,11 @@
-"""An in-process Worker wired to the session's moto server, with short timeouts for tests."""
+"""An in-process Worker wired to the session's moto server, with short timeouts for tests; ways
+to drive it (one queue message at a time, or its own receive loop on a thread)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from notifications.delivery.policy import OutcomePolicy, parse_status_set
 from notifications.queue import default_queue
 from notifications.store import default_store
 from notifications.worker import Worker
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -62,14 +65,33 @@ def make_worker(aws: str, transactional_db: None) -> Callable[..., Worker]:
 
 
 def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 20.0) -> list[str]:
-    """Receive and handle queue messages synchronously until `done()` or the timeout."""
+    """Receive and handle queue messages synchronously until `done()` or the timeout; returns
+    the outcome of each queue message handled."""
     outcomes: list[str] = []
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"not done after {timeout}s; outcomes {outcomes}"
+
+    def handle_a_round() -> bool:
         for work in worker.queue.receive(max_messages=10, wait_seconds=1):
             outcomes.append(worker.handle(work))
+        return done()
+
+    if not done():  # no pause between rounds: the receive itself long-polls
+        wait_until(
+            handle_a_round, timeout=timeout, what=lambda: f"done; outcomes {outcomes}", interval=0
+        )
     return outcomes
+
+
+@contextmanager
+def running(worker: Worker) -> Iterator[threading.Thread]:
+    """The worker's own receive loop on a background thread, as `run_worker` runs it; on the
+    way out it is stopped and given time to drain (the caller may check the thread ended)."""
+    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
 
 
 def status_of(message_id: str) -> Any:
