@@ -149,6 +149,9 @@ DELIVERY_CA_BUNDLE = env.str("DELIVERY_CA_BUNDLE", default="") or None
 # may occupy, so one slow vendor or a wave of retries cannot hold up everyone else.
 DELIVERY_MAX_PER_HOST = env.int("DELIVERY_MAX_PER_HOST", default=8)
 WORKER_RETRY_SHARE = env.float("WORKER_RETRY_SHARE", default=0.5)
+# The share of a worker's slots one producer's messages may hold while another producer is active
+# (had messages in the last minute); a producer alone may use every slot.
+WORKER_PRODUCER_SHARE = env.float("WORKER_PRODUCER_SHARE", default=0.5)
 # Messages held back by those limits wait inside the worker (no AWS calls, no receive count), up
 # to this many; beyond it they are deferred through SQS.
 WORKER_MAX_WAITING = env.int("WORKER_MAX_WAITING", default=128)

@@ -27,7 +27,8 @@ QUEUE_DOES_NOT_EXIST = frozenset({"QueueDoesNotExist", "AWS.SimpleQueueService.N
 @dataclass(frozen=True)
 class QueuedWork:
     """One received SQS message. `message_id` is None when the body could not be decoded.
-    `host` and `is_retry` are the sender's hints (None/False in bodies written without them)."""
+    `host`, `is_retry` and `producer` are the sender's hints (None/False in bodies written
+    without them)."""
 
     message_id: str | None
     receipt_handle: str
@@ -35,34 +36,55 @@ class QueuedWork:
     raw_body: str
     host: str | None = None
     is_retry: bool = False
+    producer: str | None = None
 
 
-def encode_body(message_id: str, *, host: str | None = None, is_retry: bool = False) -> str:
+@dataclass(frozen=True)
+class QueuedHints:
+    """What a queue message's body says."""
+
+    message_id: str | None
+    host: str | None
+    is_retry: bool
+    producer: str | None
+
+
+def encode_body(
+    message_id: str,
+    *,
+    host: str | None = None,
+    is_retry: bool = False,
+    producer: str | None = None,
+) -> str:
     data: dict[str, Any] = {"v": BODY_VERSION, "message_id": message_id}
     if host:
         data["host"] = host
+    if producer:
+        data["producer"] = producer
     if is_retry:
         data["retry"] = True
     return json.dumps(data, separators=(",", ":"))
 
 
-def _decode(body: str) -> tuple[str | None, str | None, bool]:
+def _decode(body: str) -> QueuedHints:
     try:
         data = json.loads(body)
     except ValueError:
-        return None, None, False
+        return QueuedHints(None, None, False, None)
     if not isinstance(data, dict):
-        return None, None, False
-    message_id, host = data.get("message_id"), data.get("host")
-    return (
-        message_id if isinstance(message_id, str) and message_id else None,
-        host if isinstance(host, str) and host else None,
-        data.get("retry") is True,
+        return QueuedHints(None, None, False, None)
+
+    def text(name: str) -> str | None:
+        value = data.get(name)
+        return value if isinstance(value, str) and value else None
+
+    return QueuedHints(
+        text("message_id"), text("host"), data.get("retry") is True, text("producer")
     )
 
 
 def decode_body(body: str) -> str | None:
-    return _decode(body)[0]
+    return _decode(body).message_id
 
 
 class WorkQueue:
@@ -138,12 +160,13 @@ class WorkQueue:
         delay_seconds: int = 0,
         host: str | None = None,
         is_retry: bool = False,
+        producer: str | None = None,
     ) -> None:
         delay = max(0, min(int(delay_seconds), MAX_DELAY_SECONDS))
         self._call(
             "send_message",
             QueueUrl=self.url,
-            MessageBody=encode_body(message_id, host=host, is_retry=is_retry),
+            MessageBody=encode_body(message_id, host=host, is_retry=is_retry, producer=producer),
             DelaySeconds=delay,
         )
 
@@ -155,6 +178,7 @@ class WorkQueue:
             delay_seconds=delay_seconds,
             host=message.request.host,
             is_retry=message.attempt_count > 0,
+            producer=message.producer_id,
         )
 
     def depth(self) -> dict[str, int]:
@@ -233,14 +257,15 @@ class WorkQueue:
 
 
 def _work(raw: dict[str, Any]) -> QueuedWork:
-    message_id, host, is_retry = _decode(raw.get("Body", ""))
+    hints = _decode(raw.get("Body", ""))
     return QueuedWork(
-        message_id=message_id,
+        message_id=hints.message_id,
         receipt_handle=raw["ReceiptHandle"],
         receive_count=int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
         raw_body=raw.get("Body", ""),
-        host=host,
-        is_retry=is_retry,
+        host=hints.host,
+        is_retry=hints.is_retry,
+        producer=hints.producer,
     )
 
 

@@ -8,6 +8,7 @@ decisions), `recovery` (reconcile, recount), `producers` (API keys, signing secr
 """
 
 from notifications.services.delivery import (
+    Candidate,
     ClaimResult,
     ClaimState,
     DeliveryOutcome,
@@ -50,6 +51,7 @@ from notifications.services.waiting import (
 )
 
 __all__ = [
+    "Candidate",
     "WAITING_STATUSES",
     "ClaimResult",
     "ClaimState",

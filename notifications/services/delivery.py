@@ -58,14 +58,27 @@ class ClaimResult:
     wait_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """What admission decides on: where the call goes, whose message it is, and whether it
+    failed before (from the message, or from its queue message's hints)."""
+
+    host: str
+    producer: str | None
+    is_retry: bool
+
+    @classmethod
+    def of(cls, message: Message) -> Candidate:
+        return cls(message.request.host, message.producer_id, message.attempt_count > 0)
+
+
 def delivery_claim(
     *,
     message_id: str,
     worker_id: str,
     lease_seconds: float,
-    admit: Callable[[str, bool], bool] | None = None,
-    host_hint: str | None = None,
-    retry_hint: bool = False,
+    admit: Callable[[Candidate], bool] | None = None,
+    hint: Candidate | None = None,
     store: MessageStore | None = None,
     clock: Clock = system_clock,
 ) -> ClaimResult:
@@ -73,18 +86,18 @@ def delivery_claim(
 
     The claim counts the attempt (attempt_count and budget_attempts go up here), so a worker that
     dies mid-call still used up an attempt, and the attempt number is unique per claim.
-    `admit(host, retry)`, asked just before the write, lets the caller decline a claimable message
-    (the worker's per-host and retry limits); the result is then DEFERRED and nothing is written.
+    `admit(candidate)`, asked just before the write, lets the caller decline a claimable message
+    (the worker's admission limits); the result is then DEFERRED and nothing is written.
 
-    With `host_hint` (from the queue message) the usual case costs one call: a conditional
+    With a `hint` (from the queue message) the usual case costs one call: a conditional
     QUEUED -> PROCESSING that also requires the message to be due. Only when that condition fails
     (the message is PENDING, not due, busy, finished, missing) is the decision taken on the item
     the failed write returned. When `admit` refuses the hint, the result is DEFERRED without a
     message: nothing was read. Without a hint the message is read first.
     """
     store = store or default_store()
-    if host_hint is not None:
-        if admit is not None and not admit(host_hint, retry_hint):
+    if hint is not None:
+        if admit is not None and not admit(hint):
             return ClaimResult(ClaimState.DEFERRED)  # nothing read, nothing written
         now = clock.now()
         try:
@@ -114,7 +127,7 @@ def delivery_claim(
         if message.status == Status.PROCESSING:  # its lease expired (else it would be BUSY)
             expired_before = format_timestamp(now)
             reason = f"lease of {message.lease_token or 'unknown'} expired; re-claimed"
-        if admit is not None and not admit(message.request.host, message.attempt_count > 0):
+        if admit is not None and not admit(Candidate.of(message)):
             return ClaimResult(ClaimState.DEFERRED, message)
         try:
             claimed = _claim_write(

@@ -20,7 +20,7 @@ from notifications.delivery.policy import OutcomePolicy
 from notifications.domain import Message
 from notifications.queue import QueuedWork, WorkQueue
 from notifications.selectors import ProducerCache
-from notifications.services import ClaimResult, ClaimState
+from notifications.services import Candidate, ClaimResult, ClaimState
 from notifications.signing import signature_headers
 from notifications.store import MessageStore
 from notifications.worker.waiting import Refusal, WaitingLine
@@ -66,9 +66,13 @@ class MessageHandling:
             return "undecodable"
         tickets: list[Ticket] = [reserved] if reserved is not None else []
 
-        def admit(host: str, is_retry: bool) -> bool:
+        def admit(candidate: Candidate) -> bool:
             if not tickets:  # asked again after a lost race: keep the slot already taken
-                ticket = self.admission.try_admit(host, retry=is_retry)
+                ticket = self.admission.try_admit(
+                    candidate.host,
+                    is_retry=candidate.is_retry,
+                    producer=candidate.producer,
+                )
                 if ticket is None:
                     return False
                 tickets.append(ticket)
@@ -80,8 +84,7 @@ class MessageHandling:
                 worker_id=self.worker_id,
                 lease_seconds=self.lease_seconds,
                 admit=admit,
-                host_hint=work.host,
-                retry_hint=work.is_retry,
+                hint=Candidate(work.host, work.producer, work.is_retry) if work.host else None,
                 store=self.store,
                 clock=self.clock,
             )
@@ -127,10 +130,10 @@ class MessageHandling:
         # or, when the line is full, look again later through a new queue message.
         message = result.message
         if message is not None:
-            refusal = Refusal(message.request.host, message.attempt_count > 0, message)
-        else:  # refused on the queue message's hint, before anything was read
+            refusal = Refusal(Candidate.of(message), message)
+        else:  # refused on the queue message's hints, before anything was read
             assert work.host is not None
-            refusal = Refusal(work.host, work.is_retry, None)
+            refusal = Refusal(Candidate(work.host, work.producer, work.is_retry), None)
         if wait_in_line is not None and wait_in_line(refusal):
             return "waiting"
         if message is None:  # refused on the hint: see what it is before deferring it

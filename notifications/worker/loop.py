@@ -111,6 +111,7 @@ class Worker(MessageHandling):
             admission=Admission(
                 max_per_host=settings.DELIVERY_MAX_PER_HOST,
                 max_retries=max(1, int(concurrency * settings.WORKER_RETRY_SHARE)),
+                max_per_producer=max(1, int(concurrency * settings.WORKER_PRODUCER_SHARE)),
             ),
             producers=ProducerCache(ttl_seconds=settings.PRODUCER_CACHE_SECONDS),
             hold_seconds=settings.DELIVERY_HOLD_SECONDS,
@@ -278,7 +279,9 @@ class Worker(MessageHandling):
 
         self.line.start_ready(
             slots=self.concurrency - len(self._in_flight),
-            admit=lambda host, is_retry: self.admission.try_admit(host, retry=is_retry),
+            admit=lambda candidate: self.admission.try_admit(
+                candidate.host, is_retry=candidate.is_retry, producer=candidate.producer
+            ),
             start=start,
         )
 
@@ -326,8 +329,12 @@ class Worker(MessageHandling):
             message_id = waiter.work.message_id
             assert message_id is not None
             try:
+                candidate = waiter.refusal.candidate
                 self.queue.send(
-                    message_id, host=waiter.refusal.host, is_retry=waiter.refusal.is_retry
+                    message_id,
+                    host=candidate.host,
+                    is_retry=candidate.is_retry,
+                    producer=candidate.producer,
                 )
                 self.queue.delete(waiter.work.receipt_handle)
             except AWSUnavailable as error:

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from notifications.delivery.admission import Ticket
 from notifications.domain import Message
 from notifications.queue import QueuedWork
+from notifications.services import Candidate
 
 
 @dataclass(frozen=True)
 class Refusal:
-    """What admission refused: the host and retry flag it decided on, and the message when the
-    claim read it (a claim refused on the queue message's hint reads nothing)."""
+    """What admission refused: the candidate it decided on, and the message when the claim read
+    it (a claim refused on the queue message's hints reads nothing)."""
 
-    host: str
-    is_retry: bool
+    candidate: Candidate
     message: Message | None
 
 
@@ -63,13 +63,13 @@ class WaitingLine:
     def ahead_for(self, host: str) -> int:
         """How many messages for `host` are waiting."""
         with self._lock:
-            return sum(1 for waiter in self._waiters.values() if waiter.refusal.host == host)
+            return sum(1 for w in self._waiters.values() if w.refusal.candidate.host == host)
 
     def start_ready(
         self,
         *,
         slots: int,
-        admit: Callable[[str, bool], Ticket | None],
+        admit: Callable[[Candidate], Ticket | None],
         start: Callable[[Waiter, Ticket], bool],
     ) -> None:
         """Start waiters that admission now lets through, oldest first, up to `slots` of them.
@@ -80,7 +80,7 @@ class WaitingLine:
             for receipt, waiter in list(self._waiters.items()):
                 if slots <= 0:
                     return
-                ticket = admit(waiter.refusal.host, waiter.refusal.is_retry)
+                ticket = admit(waiter.refusal.candidate)
                 if ticket is None:
                     continue
                 if not start(waiter, ticket):
@@ -110,7 +110,7 @@ class WaitingLine:
             waiter = self._waiters.get(receipt)
             if waiter is None:
                 return
-            waiter.refusal = Refusal(waiter.refusal.host, waiter.refusal.is_retry, message)
+            waiter.refusal = Refusal(waiter.refusal.candidate, message)
             if fresh_until is not None:
                 waiter.fresh_until = fresh_until
 

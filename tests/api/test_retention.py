@@ -13,8 +13,8 @@ from notifications import aws, services
 from notifications.domain import Status
 from notifications.store import default_store
 from tests.factories import make_producer, message_payload
+from tests.support.worker import run_until, status_of
 from tests.vendor import Answer
-from tests.worker_support import run_until, status_of
 
 DAY = 86400
 

@@ -62,12 +62,17 @@ def test_accepts_stores_and_queues(client, producer):
     assert queued_ids() == [data["id"]]
 
 
-def test_sqs_body_carries_the_id_and_host_and_nothing_secret(client):
+def test_sqs_body_carries_the_id_and_hints_and_nothing_secret(client, producer):
     data = post(client, message_payload()).json()
     response = aws_module.sqs().receive_message(QueueUrl=default_queue().url)
     body = response["Messages"][0]["Body"]
     assert "vendor-secret" not in body and "signup" not in body
-    assert json.loads(body) == {"v": 1, "message_id": data["id"], "host": "vendor.example.com"}
+    assert json.loads(body) == {
+        "v": 1,
+        "message_id": data["id"],
+        "host": "vendor.example.com",
+        "producer": producer[0].public_id,
+    }
 
 
 def test_defaults_method_and_keeps_string_body(client):

@@ -13,7 +13,7 @@ from notifications.delivery.http import HttpResult
 from notifications.delivery.policy import Verdict
 from notifications.domain import Status, format_timestamp
 from notifications.queue import default_queue
-from notifications.services import ClaimState, delivery_claim, delivery_record
+from notifications.services import Candidate, ClaimState, delivery_claim, delivery_record
 from notifications.store import MessageStore, default_store
 from tests.factories import build_message
 from tests.support.worker import run_until, status_of
@@ -207,7 +207,7 @@ def claim_with_hint(message, clock, **kwargs):
         message_id=message.id,
         worker_id="w",
         lease_seconds=10,
-        host_hint=message.request.host,
+        hint=Candidate.of(message),
         clock=clock,
         **kwargs,
     )
@@ -226,7 +226,7 @@ def test_a_hinted_claim_of_a_due_message_is_one_write_and_no_read(faults):
     asked = []
 
     claim = claim_with_hint(
-        message, clock, admit=lambda host, retry: asked.append(host) or True, store=store
+        message, clock, admit=lambda candidate: asked.append(candidate.host) or True, store=store
     )
 
     assert claim.state == ClaimState.CLAIMED
@@ -269,7 +269,7 @@ def test_a_hinted_claim_refused_by_admission_defers_without_reading_or_writing(f
     default_store().put_new(message)
     default_store().flush_statistics()  # so no background count write lands in the window
     calls = [faults.count("dynamodb", op) for op in ("GetItem", "UpdateItem", "PutItem")]
-    claim = claim_with_hint(message, clock, admit=lambda host, retry: False)
+    claim = claim_with_hint(message, clock, admit=lambda candidate: False)
     assert claim.state == ClaimState.DEFERRED
     assert claim.message is None
     assert [count() for count in calls] == [0, 0, 0]

@@ -9,8 +9,8 @@ from notifications.queue import default_queue
 from notifications.selectors import message_get
 from notifications.services import Submission, message_submit
 from tests.factories import make_producer
+from tests.support.worker import run_until, status_of
 from tests.vendor import Answer
-from tests.worker_support import run_until, status_of
 
 
 def test_messages_of_a_deactivated_producer_wait_and_go_after_reactivation(make_worker, vendor):
