@@ -11,15 +11,19 @@ runs under it, and a watchdog cuts the connection of a call that outlives it, so
 drip-feeds its answer (or reads the request a byte at a time) cannot hold a worker's slot, or
 outlive the worker's lease, however slowly it goes.
 
-Returns an `HttpResult` for every call (a transport error is a result too, with `status_code=None`),
-so the worker never has to interpret exceptions.
+Returns an `HttpResult` for every call (a transport error is a result too, with `status_code=None`,
+and so is a request that cannot be put on the wire at all), so the worker never has to interpret
+exceptions. A result without an answer carries a `FailureReason`, the stable code producers see;
+its `error` is the detail, for operators.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -34,8 +38,13 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from notifications import __version__
-from notifications.delivery.addresses import AddressPolicy, TargetNotAllowed, parse_literal
-from notifications.domain import DeliveryRequest
+from notifications.delivery.addresses import (
+    AddressPolicy,
+    TargetNotAllowed,
+    host_ascii,
+    parse_literal,
+)
+from notifications.domain import DeliveryRequest, FailureReason
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -47,6 +56,7 @@ def system_resolver(host: str, port: int) -> list[str]:
 
 
 USER_AGENT = f"Herald/{__version__}"
+HERALD_MESSAGE_ID = "Herald-Message-Id"
 SNIPPET_BYTES = 1024
 # Response headers worth keeping in the attempt log (the rest may be large or sensitive).
 KEPT_RESPONSE_HEADERS = (
@@ -68,8 +78,11 @@ class HttpResult:
     duration_ms: int
     headers: dict[str, str] = field(default_factory=dict)
     snippet: str = ""
-    error: str | None = None  # "ErrorClass: message" for transport errors
-    blocked: bool = False  # refused by the address policy: permanent, nothing was dialled
+    error: str | None = None  # "ErrorClass: message" when there was no answer (for operators)
+    reason: FailureReason | None = None  # why there was no answer (for producers)
+    # Permanent, asking again changes nothing: refused by the address policy (nothing was
+    # dialled), a host name with no ASCII form, or a request the wire cannot carry.
+    blocked: bool = False
 
 
 # -- the deadline -----------------------------------------------------------------------------------
@@ -179,13 +192,19 @@ class _DeadlineHTTPSPool(_AttachToCall, HTTPSConnectionPool):
 
 
 def outgoing_headers(request: DeliveryRequest, message_id: str) -> dict[str, str]:
-    headers = dict(request.headers)
+    # Herald-Message-Id is Herald's alone (a message stored before validation refused it may
+    # carry the producer's own), so it is sent once.
+    headers = {
+        name: value
+        for name, value in request.headers.items()
+        if name.lower() != HERALD_MESSAGE_ID.lower()
+    }
     names = {name.lower() for name in headers}
     if "user-agent" not in names:
         headers["User-Agent"] = USER_AGENT
     if request.body_is_json and "content-type" not in names:
         headers["Content-Type"] = "application/json"
-    headers["Herald-Message-Id"] = message_id
+    headers[HERALD_MESSAGE_ID] = message_id
     return headers
 
 
@@ -262,34 +281,71 @@ class DeliveryClient:
     def send(
         self, request: DeliveryRequest, message_id: str, extra_headers: dict[str, str] | None = None
     ) -> HttpResult:
+        """Make the call. Never raises: whatever goes wrong is a result. An exception other than
+        a transport error, raised while the request is built or sent (a header the wire cannot
+        carry, in a message stored before validation refused such headers), is a permanent
+        `RequestNotSendable` failure, so the message is not left PROCESSING to be redelivered
+        in a loop."""
+        started = time.monotonic()
+        try:
+            return self._send(request, message_id, extra_headers or {}, started)
+        except Exception as error:
+            return HttpResult(
+                None,
+                _elapsed_ms(started),
+                error=f"RequestNotSendable: {_without_header_value(error)}"[:300],
+                reason=FailureReason.REQUEST_NOT_SENDABLE,
+                blocked=True,
+            )
+
+    def _send(
+        self,
+        request: DeliveryRequest,
+        message_id: str,
+        extra_headers: dict[str, str],
+        started: float,
+    ) -> HttpResult:
         headers = outgoing_headers(request, message_id)
-        headers.update(extra_headers or {})
+        headers.update(extra_headers)
         body = request.body.encode() if request.body is not None else None
         parts = urlsplit(request.url)
         scheme = parts.scheme.lower()
-        host = parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
-        started = time.monotonic()
         deadline = started + self.total_timeout
         try:
+            # The ASCII (IDNA) form is what is looked up, sent as Host and used for TLS.
+            host = host_ascii(parts.hostname or "")
             address = self.resolve_checked(host, port, within=self.total_timeout)
         except TargetNotAllowed as refused:
             return HttpResult(
-                None, _elapsed_ms(started), error=f"TargetNotAllowed: {refused}", blocked=True
+                None,
+                _elapsed_ms(started),
+                error=f"TargetNotAllowed: {refused}",
+                reason=FailureReason.TARGET_NOT_ALLOWED,
+                blocked=True,
             )
         except UnicodeError as error:  # a name IDNA cannot encode: it will never resolve
             return HttpResult(
-                None, _elapsed_ms(started), error=f"InvalidHost: {error}", blocked=True
+                None,
+                _elapsed_ms(started),
+                error=f"InvalidHost: {error}",
+                reason=FailureReason.INVALID_HOST,
+                blocked=True,
             )
         except OSError as error:  # TimeoutError included
-            return HttpResult(None, _elapsed_ms(started), error=f"NameResolutionError: {error}")
+            return HttpResult(
+                None,
+                _elapsed_ms(started),
+                error=f"NameResolutionError: {error}",
+                reason=FailureReason.NAME_NOT_RESOLVED,
+            )
         shown_host = f"[{host}]" if ":" in host else host
         headers["Host"] = shown_host if parts.port is None else f"{shown_host}:{port}"
         tls = {"server_hostname": host, "assert_hostname": host} if scheme == "https" else None
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         left = deadline - time.monotonic()
         if left <= 0:  # the lookup took it all
-            return HttpResult(None, _elapsed_ms(started), error=self._deadline_error())
+            return self._deadline_result(started)
         call = _Call(deadline)
         self._watchdog.watch(call)
         _calls.current = call
@@ -308,11 +364,17 @@ class DeliveryClient:
             )
         except (Urllib3Error, OSError) as error:
             call.finish()
+            if call.expired:
+                return self._deadline_result(started)
             return HttpResult(
                 status_code=None,
                 duration_ms=_elapsed_ms(started),
-                error=self._deadline_error() if call.expired else _describe(error),
+                error=_describe(error),
+                reason=_transport_reason(error),
             )
+        except Exception:
+            call.finish()
+            raise  # not a transport error: `send` makes it a RequestNotSendable result
         finally:
             _calls.current = None
         try:
@@ -341,8 +403,34 @@ class DeliveryClient:
             snippet=snippet.decode("utf-8", errors="replace"),
         )
 
-    def _deadline_error(self) -> str:
-        return f"DeliveryTimeout: timed out, no complete answer within {self.total_timeout:g}s"
+    def _deadline_result(self, started: float) -> HttpResult:
+        return HttpResult(
+            None,
+            _elapsed_ms(started),
+            error=f"DeliveryTimeout: timed out, no complete answer within {self.total_timeout:g}s",
+            reason=FailureReason.TIMEOUT,
+        )
+
+
+def _transport_reason(error: Exception) -> FailureReason:
+    cause = getattr(error, "reason", None) or error  # MaxRetryError wraps the real one
+    if isinstance(cause, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError subclass
+        return FailureReason.CONNECTION_FAILED
+    if isinstance(cause, TimeoutError | urllib3.exceptions.TimeoutError):
+        return FailureReason.TIMEOUT
+    if isinstance(cause, ssl.SSLError | urllib3.exceptions.SSLError):
+        return FailureReason.TLS_FAILED
+    return FailureReason.CONNECTION_FAILED
+
+
+# http.client quotes a refused header's whole value ("Invalid header value b'Bearer ...'").
+_QUOTED_HEADER_VALUE = re.compile(r"(header value)\b.*", re.IGNORECASE | re.DOTALL)
+
+
+def _without_header_value(error: Exception) -> str:
+    """An exception for the attempt log, without the header value it may quote (a secret)."""
+    text = _QUOTED_HEADER_VALUE.sub(r"\1 (not shown)", str(error))
+    return f"{type(error).__name__}: {text}"
 
 
 def _describe(error: Exception) -> str:
