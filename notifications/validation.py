@@ -80,8 +80,6 @@ def check_target_url(url: str, address_policy: AddressPolicy | None = None) -> s
         raise RuleViolation(f"Must be at most {MAX_URL_LENGTH} characters.")
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
         raise RuleViolation("Must not contain whitespace or control characters.")
-    if not _is_unicode(url):
-        raise RuleViolation("Must be valid Unicode text.")
     try:
         parts = urlsplit(url)
         port = parts.port
