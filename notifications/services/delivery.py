@@ -249,9 +249,10 @@ def delivery_record(
     error = None if verdict == Verdict.DELIVERED else describe_result(result)
     code = None if verdict == Verdict.DELIVERED else failure_reason(result)
     shown = _shown_to_producers(result)
-    if error is not None:
+    if error is not None:  # the detail for operators; a vendor's answer only by its status
+        logged = result.error if result.status_code is None else f"HTTP {result.status_code}"
         logger.info(
-            "message %s attempt %d: %s (%s)", claimed.id, claimed.attempt_count, error, verdict
+            "message %s attempt %d: %s (%s)", claimed.id, claimed.attempt_count, logged, verdict
         )
     store.put_attempt(
         claimed.id,

@@ -5,6 +5,7 @@ name the worker. Operators still see the detail in the console."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -60,15 +61,17 @@ def test_a_failed_target_is_a_stable_code_for_producers(
             assert detail not in text, (detail, text)
 
 
-def test_operators_still_see_the_detail(client, make_worker, admin_client):
+def test_operators_still_see_the_detail(client, make_worker, admin_client, caplog):
     payload = message_payload(target_url="https://billing-db.corp.example/hook")
     response = client.post(URL, data=json.dumps(payload), content_type="application/json")
     message_id = response.json()["id"]
     worker = make_worker(worker_id="ip-10-0-3-17:4242")
     worker.client.resolver = resolve_to_private
 
-    run_until(worker, lambda: status_of(message_id) == Status.FAILED)
+    with caplog.at_level(logging.INFO, logger="notifications.services.delivery"):
+        run_until(worker, lambda: status_of(message_id) == Status.FAILED)
 
     html = admin_client.get(f"/admin/herald/messages/{message_id}/").content.decode()
     assert "TargetNotAllowed: 10.4.2.7 is a private address" in html
     assert "ip-10-0-3-17:4242" in html
+    assert f"message {message_id} attempt 1: TargetNotAllowed: 10.4.2.7" in caplog.text
