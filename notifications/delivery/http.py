@@ -290,13 +290,8 @@ class DeliveryClient:
         try:
             return self._send(request, message_id, extra_headers or {}, started)
         except Exception as error:
-            return HttpResult(
-                None,
-                _elapsed_ms(started),
-                error=f"RequestNotSendable: {_without_header_value(error)}"[:300],
-                reason=FailureReason.REQUEST_NOT_SENDABLE,
-                blocked=True,
-            )
+            detail = f"RequestNotSendable: {_without_header_value(error)}"[:300]
+            return _no_answer(started, detail, FailureReason.REQUEST_NOT_SENDABLE, blocked=True)
 
     def _send(
         self,
@@ -317,28 +312,14 @@ class DeliveryClient:
             host = host_ascii(parts.hostname or "")
             address = self.resolve_checked(host, port, within=self.total_timeout)
         except TargetNotAllowed as refused:
-            return HttpResult(
-                None,
-                _elapsed_ms(started),
-                error=f"TargetNotAllowed: {refused}",
-                reason=FailureReason.TARGET_NOT_ALLOWED,
-                blocked=True,
-            )
+            detail = f"TargetNotAllowed: {refused}"
+            return _no_answer(started, detail, FailureReason.TARGET_NOT_ALLOWED, blocked=True)
         except UnicodeError as error:  # a name IDNA cannot encode: it will never resolve
-            return HttpResult(
-                None,
-                _elapsed_ms(started),
-                error=f"InvalidHost: {error}",
-                reason=FailureReason.INVALID_HOST,
-                blocked=True,
-            )
+            detail = f"InvalidHost: {error}"
+            return _no_answer(started, detail, FailureReason.INVALID_HOST, blocked=True)
         except OSError as error:  # TimeoutError included
-            return HttpResult(
-                None,
-                _elapsed_ms(started),
-                error=f"NameResolutionError: {error}",
-                reason=FailureReason.NAME_NOT_RESOLVED,
-            )
+            detail = f"NameResolutionError: {error}"
+            return _no_answer(started, detail, FailureReason.NAME_NOT_RESOLVED)
         shown_host = f"[{host}]" if ":" in host else host
         headers["Host"] = shown_host if parts.port is None else f"{shown_host}:{port}"
         tls = {"server_hostname": host, "assert_hostname": host} if scheme == "https" else None
@@ -366,12 +347,7 @@ class DeliveryClient:
             call.finish()
             if call.expired:
                 return self._deadline_result(started)
-            return HttpResult(
-                status_code=None,
-                duration_ms=_elapsed_ms(started),
-                error=_describe(error),
-                reason=_transport_reason(error),
-            )
+            return _no_answer(started, _describe(error), _transport_reason(error))
         except Exception:
             call.finish()
             raise  # not a transport error: `send` makes it a RequestNotSendable result
@@ -404,12 +380,15 @@ class DeliveryClient:
         )
 
     def _deadline_result(self, started: float) -> HttpResult:
-        return HttpResult(
-            None,
-            _elapsed_ms(started),
-            error=f"DeliveryTimeout: timed out, no complete answer within {self.total_timeout:g}s",
-            reason=FailureReason.TIMEOUT,
-        )
+        detail = f"DeliveryTimeout: timed out, no complete answer within {self.total_timeout:g}s"
+        return _no_answer(started, detail, FailureReason.TIMEOUT)
+
+
+def _no_answer(
+    started: float, error: str, reason: FailureReason, *, blocked: bool = False
+) -> HttpResult:
+    """A call that got no HTTP answer: the detail for operators, the code for producers."""
+    return HttpResult(None, _elapsed_ms(started), error=error, reason=reason, blocked=blocked)
 
 
 def _transport_reason(error: Exception) -> FailureReason:
