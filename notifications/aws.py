@@ -5,10 +5,10 @@ Clients are created once per process (creation is not thread-safe, use is) from 
 optional endpoint (the embedded stand-in), retry mode and timeouts. Credentials come from boto3's
 standard chain; nothing here knows whether it talks to AWS or to the stand-in.
 
-`call` is where AWS faults become Herald's two outcomes: `ConditionFailed` (a conditional write
-whose condition did not hold, carrying the item as it was) and `AWSUnavailable` (anything else
-that went wrong after botocore's own retries). The store and the queue never see botocore's
-exceptions.
+`call` is where AWS faults become Herald's outcomes: `ConditionFailed` (a conditional write
+whose condition did not hold, carrying the item as it was), `AWSRefused` (the request itself is
+invalid, so repeating it cannot help) and `AWSUnavailable` (anything else that went wrong after
+botocore's own retries). The store and the queue never see botocore's exceptions.
 """
 
 from __future__ import annotations
@@ -34,6 +34,16 @@ class AWSUnavailable(Exception):
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+class AWSRefused(AWSUnavailable):
+    """AWS refused the request as invalid (`ValidationException`: a key or an item over its size
+    limit, a value it cannot take): the same request will be refused again, so it is not worth a
+    retry. A subclass of AWSUnavailable, so code that only needs "the call failed" handles both;
+    code that answers callers tells them apart."""
+
+
+REFUSED_CODES = frozenset({"ValidationException"})
 
 
 class ConditionFailed(Exception):
@@ -87,9 +97,9 @@ def reset_clients() -> None:
 def call(service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
     """Call `operation` (boto3's method name, e.g. `put_item`) on `service` ("dynamodb" or "sqs").
 
-    Raises ConditionFailed when a conditional write's condition did not hold, AWSUnavailable for
-    every other fault (the message names the service, the operation and AWS's error code, never
-    the request)."""
+    Raises ConditionFailed when a conditional write's condition did not hold, AWSRefused when AWS
+    refused the request as invalid, AWSUnavailable for every other fault (the message names the
+    service, the operation and AWS's error code, never the request)."""
     name = SERVICE_NAMES.get(service, service)
     try:
         return getattr(client(service), operation)(**kwargs)
@@ -97,6 +107,8 @@ def call(service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
         code = error.response.get("Error", {}).get("Code", "Unknown")
         if code == "ConditionalCheckFailedException":
             raise ConditionFailed(operation, error.response.get("Item")) from error
+        if code in REFUSED_CODES:
+            raise AWSRefused(f"{name} {operation} refused: {code}", code=code) from error
         raise AWSUnavailable(f"{name} {operation} failed: {code}", code=code) from error
     except BotoCoreError as error:
         raise AWSUnavailable(f"{name} {operation} failed: {type(error).__name__}") from error

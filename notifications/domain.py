@@ -95,9 +95,36 @@ class MessageExists(Exception):
         self.existing = existing
 
 
+class MessageTooLarge(Exception):
+    """A new message would not fit in what the message store can hold (`size` and `limit` in
+    bytes, as the store counts them); nothing was written."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the message takes {size} bytes to store; at most {limit} fit")
+        self.size = size
+        self.limit = limit
+
+
 class MessageIdCollision(Exception):
     """A new message's id belongs to another message that is not a replay of this request: a
     bug (ids carry 100 random bits), reported as a server error, never as "retry later"."""
+
+
+class FailureReason(enum.StrEnum):
+    """Why an attempt or a message failed, as producers are told: a stable code and nothing more.
+    The detail (addresses, resolver messages, exception text) is for operators: it is kept in
+    `Message.last_error` and `Attempt.error`, shown in the admin and logged, never in the API."""
+
+    HTTP_STATUS = "http_status"  # the target answered with a status that is not 2xx
+    TIMEOUT = "timeout"  # no complete answer within the deadline
+    CONNECTION_FAILED = "connection_failed"  # refused, reset or broken connection
+    TLS_FAILED = "tls_failed"  # TLS handshake or certificate verification failed
+    NAME_NOT_RESOLVED = "name_not_resolved"  # the host name did not resolve (in time)
+    TARGET_NOT_ALLOWED = "target_not_allowed"  # refused by the address policy; nothing was dialled
+    INVALID_HOST = "invalid_host"  # a host name that cannot be looked up (IDNA)
+    REQUEST_NOT_SENDABLE = "request_not_sendable"  # the request cannot be put on the wire
+    RETRY_BUDGET_SPENT = "retry_budget_spent"  # given up without a call: no attempts left
+    PRODUCER_DEACTIVATED = "producer_deactivated"  # held, not failed: goes once reactivated
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -167,7 +194,8 @@ class Message:
     attempt_count: int = 0
     budget_attempts: int = 0
     budget_started_at: str = ""
-    last_error: str | None = None
+    last_error: str | None = None  # the detail, for operators
+    last_error_code: FailureReason | None = None  # what producers are told
     next_attempt_at: str | None = None
     lease_token: str | None = None
     lease_expires_at: str | None = None
@@ -183,7 +211,8 @@ class Attempt:
     outcome: str
     worker: str
     status_code: int | None = None
-    error: str | None = None
+    error: str | None = None  # the detail, for operators
+    error_code: FailureReason | None = None  # what producers are told
     response_headers: dict[str, str] = field(default_factory=dict)
     response_snippet: str = ""
 

@@ -19,7 +19,7 @@ from notifications.models import Producer, SigningSecret, producer_pk, producer_
 from notifications.queue import WorkQueue, default_queue
 from notifications.services import message_id_for
 from notifications.store import MessageStore, default_store
-from notifications.validation import mask_headers
+from notifications.validation import mask_headers, mask_url
 
 
 class InvalidCursor(ValueError):
@@ -188,7 +188,7 @@ class MessageBrowsePage:
     exact_match: bool = False  # the search named messages by id or idempotency key
 
 
-_HOST = re.compile(r"^\[?[A-Za-z0-9.:-]+\]?$")  # host names, IPv4 and IPv6 literals
+_HOST = re.compile(r"\[?[A-Za-z0-9.:-]+\]?")  # host names, IPv4 and IPv6 literals (fullmatch)
 
 
 def message_browse(
@@ -224,7 +224,7 @@ def message_browse(
         if found:
             found.sort(key=store.position, reverse=True)
             return MessageBrowsePage(found, exact_match=True)
-        if not _HOST.match(search):
+        if not _HOST.fullmatch(search):
             return MessageBrowsePage([])
     filters = {
         "status": status,
@@ -257,13 +257,14 @@ def message_browse(
 class MessageDetail:
     message: Message
     attempts: list[Attempt]
+    url_shown: str  # secret-looking query parameters masked
     headers_as_sent: dict[str, str]  # secrets masked
     body: str  # JSON bodies indented
 
 
 def message_detail(*, message_id: str, store: MessageStore | None = None) -> MessageDetail:
     """A message for an operator: the request as the worker will send it (secret-looking header
-    values masked), its attempts in order. Raises MessageNotFound."""
+    values and URL parameters masked), its attempts in order. Raises MessageNotFound."""
     message, attempts = message_get(message_id=message_id, store=store)
     body = message.request.body or ""
     if message.request.body_is_json and body:
@@ -274,6 +275,7 @@ def message_detail(*, message_id: str, store: MessageStore | None = None) -> Mes
     return MessageDetail(
         message=message,
         attempts=sorted(attempts, key=lambda attempt: attempt.number),
+        url_shown=mask_url(message.request.url),
         headers_as_sent=mask_headers(outgoing_headers(message.request, message.id)),
         body=body,
     )

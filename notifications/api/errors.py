@@ -15,8 +15,13 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from notifications.api.parsers import PayloadTooLarge
-from notifications.aws import AWSUnavailable
-from notifications.domain import IdempotencyKeyReused, InvalidState, MessageNotFound
+from notifications.aws import AWSRefused, AWSUnavailable
+from notifications.domain import (
+    IdempotencyKeyReused,
+    InvalidState,
+    MessageNotFound,
+    MessageTooLarge,
+)
 from notifications.selectors import InvalidCursor
 
 logger = logging.getLogger(__name__)
@@ -85,6 +90,9 @@ def _classify(exc: Exception) -> tuple[int, str, str, dict[str, Any], dict[str, 
         return 409, "INVALID_STATE", f"The message is {exc.message.status}.", details, {}
     if isinstance(exc, PayloadTooLarge):
         return 413, "PAYLOAD_TOO_LARGE", str(exc.detail), {}, {}
+    if isinstance(exc, MessageTooLarge):
+        message = f"The message takes {exc.size} bytes to store; at most {exc.limit} fit."
+        return 413, "PAYLOAD_TOO_LARGE", message, {"size": exc.size, "limit": exc.limit}, {}
     if isinstance(exc, exceptions.UnsupportedMediaType):
         return 415, "UNSUPPORTED_MEDIA_TYPE", "Send the request body as application/json.", {}, {}
     if isinstance(exc, IdempotencyKeyReused):
@@ -93,6 +101,10 @@ def _classify(exc: Exception) -> tuple[int, str, str, dict[str, Any], dict[str, 
     if isinstance(exc, exceptions.Throttled):
         headers = {"Retry-After": str(int(exc.wait or 1))}
         return 429, "RATE_LIMITED", "Too many requests.", {}, headers
+    if isinstance(exc, AWSRefused):  # before AWSUnavailable, its base: a retry would not help
+        logger.warning("storage refused the request: %s", exc)
+        message = "The message store refused this request as invalid; repeating it will not help."
+        return 400, "VALIDATION_ERROR", message, {}, {}
     if isinstance(exc, AWSUnavailable):
         logger.warning("storage unavailable: %s", exc)
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}

@@ -1,16 +1,19 @@
-"""Input validation and output shapes for the producer API."""
+"""Input validation and output shapes for the producer API.
+
+Output shows producers what they submitted and what became of it, and nothing about the inside:
+secret-looking header values and URL parameters are masked, failures are stable codes (the
+detail is for operators), and actors other than the producer are named only by their kind."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.conf import settings
 from rest_framework import serializers
 
 from notifications import validation
-from notifications.delivery.addresses import AddressPolicy
-from notifications.domain import Attempt, Message
+from notifications.delivery.allowed_networks import allowed_networks_policy
+from notifications.domain import Attempt, HistoryEntry, Message
 from notifications.services import Submission
 
 
@@ -44,7 +47,7 @@ class MessageSubmitSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
     def validate_target_url(self, value: str) -> str:
-        policy = AddressPolicy.from_cidrs(settings.DELIVERY_ALLOWED_NETWORKS)
+        policy = allowed_networks_policy()
         return _rule(lambda url: validation.check_target_url(url, policy), value)
 
     def validate_method(self, value: str) -> str:
@@ -56,10 +59,13 @@ class MessageSubmitSerializer(serializers.Serializer):
     def validate_headers(self, value: Any) -> dict[str, str]:
         return _rule(validation.check_headers, value)
 
+    def validate_body(self, value: Any) -> Any:
+        return _rule(validation.check_json, value)
+
     def validate_metadata(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
-        return value
+        return _rule(validation.check_json, value)
 
     def to_submission(self, idempotency_key: str | None) -> Submission:
         data = self.validated_data
@@ -67,7 +73,9 @@ class MessageSubmitSerializer(serializers.Serializer):
         if body is None or isinstance(body, str):
             wire_body, body_is_json = body, False
         else:
-            wire_body, body_is_json = json.dumps(body, separators=(",", ":")), True
+            # UTF-8 as it is, not \u-escaped: an escaped emoji takes 12 bytes instead of 4.
+            wire_body = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+            body_is_json = True
         return Submission(
             target_url=data["target_url"],
             method=data["method"],
@@ -86,7 +94,7 @@ def message_representation(message: Message, *, with_history: bool = False) -> d
         "status": message.status.value,
         "target": {
             "method": request.method,
-            "url": request.url,
+            "url": validation.mask_url(request.url),
             "host": request.host,
             "headers": validation.mask_headers(request.headers),
         },
@@ -95,11 +103,21 @@ def message_representation(message: Message, *, with_history: bool = False) -> d
         "created_at": message.created_at,
         "updated_at": message.updated_at,
         "attempt_count": message.attempt_count,
-        "last_error": message.last_error,
+        "last_error": message.last_error_code,
         "next_attempt_at": message.next_attempt_at,
     }
     if with_history:
-        data["history"] = [entry.as_dict() for entry in message.history]
+        data["history"] = [_history_entry(entry) for entry in message.history]
+    return data
+
+
+def _history_entry(entry: HistoryEntry) -> dict[str, Any]:
+    """A history entry as producers see it: `producer:<id>` (themselves) as it is, every other
+    actor by its kind only (`worker`, not the worker's host and process; `operator`, not who)."""
+    data = entry.as_dict()
+    kind = entry.actor.split(":", 1)[0]
+    if kind != "producer":
+        data["actor"] = kind
     return data
 
 
@@ -110,8 +128,7 @@ def attempt_representation(attempt: Attempt) -> dict[str, Any]:
         "duration_ms": attempt.duration_ms,
         "outcome": attempt.outcome,
         "status_code": attempt.status_code,
-        "error": attempt.error,
+        "error": attempt.error_code,
         "response_headers": attempt.response_headers,
         "response_snippet": attempt.response_snippet,
-        "worker": attempt.worker,
     }

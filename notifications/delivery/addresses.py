@@ -5,7 +5,8 @@ guard, anyone who can submit a message could reach internal services or the clou
 endpoint. Only globally routable addresses are allowed unless a network is explicitly exempted
 (`DELIVERY_ALLOWED_NETWORKS`). Python's `is_private` alone is not enough (100.64.0.1, CGNAT, is
 neither private nor global), so the check is "is_global and not in any listed range", and IPv6
-forms that embed an IPv4 address (IPv4-mapped, NAT64, 6to4) are judged by that address too.
+forms that embed an IPv4 address (IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64, 6to4) are
+judged by that address too.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ FORBIDDEN_NETWORKS: tuple[tuple[str, str], ...] = (
     ("ff00::/8", "multicast"),
 )
 _FORBIDDEN = tuple((ipaddress.ip_network(cidr), label) for cidr, label in FORBIDDEN_NETWORKS)
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the address in the last 32 bits
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: the /48 format of RFC 6052
 _SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+_IPV4_TRANSLATED = 0xFFFF0000  # ::ffff:0:a.b.c.d (RFC 2765), by its first 96 bits
 
 
 class TargetNotAllowed(Exception):
@@ -70,14 +73,37 @@ def parse_literal(host: str) -> IPAddress | None:
     return None
 
 
+def host_ascii(host: str) -> str:
+    """A host name as DNS and the Host header carry it: internationalised names in their ASCII
+    (IDNA) form, `bücher.example` -> `xn--bcher-kva.example`. IP literals and ASCII names come back
+    as they are. Raises UnicodeError for a name IDNA cannot encode (an empty or over-long label)."""
+    if parse_literal(host) is not None:
+        return host
+    return host.encode("idna").decode("ascii")
+
+
 def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address inside an IPv4-mapped, NAT64 or 6to4 IPv6 address."""
+    """The IPv4 address inside an IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d),
+    IPv4-translated (::ffff:0:a.b.c.d), NAT64 or 6to4 IPv6 address.
+
+    The local-use NAT64 prefix 64:ff9b:1::/48 uses RFC 6052's /48 format: the IPv4 address is in
+    bits 48-63 and 72-87, around the "u" octet (bits 64-71), which must be zero, as must the
+    suffix (bits 88-127). An address in that prefix that breaks the format is read as 0.0.0.0, so
+    it is refused: other readings of it could reach a private address through a translator."""
     if not isinstance(address, ipaddress.IPv6Address):
         return None
+    value = int(address)
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
-    if any(address in network for network in _NAT64):
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if value >> 32 in (0, _IPV4_TRANSLATED):  # :: and ::1 fall here too: 0.0.0.0 and 0.0.0.1
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if address in _NAT64:
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if address in _LOCAL_NAT64:
+        u_octet_and_suffix = value & ((0xFF << 56) | (1 << 40) - 1)
+        if u_octet_and_suffix:
+            return ipaddress.IPv4Address(0)
+        return ipaddress.IPv4Address((value >> 64 & 0xFFFF) << 16 | value >> 40 & 0xFFFF)
     if address in _SIX_TO_FOUR:
         return address.sixtofour
     return None
@@ -89,7 +115,17 @@ class AddressPolicy:
 
     @classmethod
     def from_cidrs(cls, cidrs: Iterable[str]) -> AddressPolicy:
-        return cls(tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip()))
+        """A policy allowing the listed networks. Raises ValueError naming an entry that is not
+        a network."""
+        networks = []
+        for cidr in (c.strip() for c in cidrs):
+            if not cidr:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(cidr, strict=False))
+            except ValueError as error:
+                raise ValueError(f"{cidr!r} is not a network: {error}") from None
+        return cls(tuple(networks))
 
     def _allowed(self, address: IPAddress) -> bool:
         return any(address.version == n.version and address in n for n in self.allowed)

@@ -7,35 +7,47 @@ answer that changes between check and connect (DNS rebinding) cannot slip throug
 is ever opened to a forbidden address.
 
 `DELIVERY_TIMEOUT` is a deadline for the whole call, not a limit per socket read: the name lookup
-runs under it, and a watchdog cuts the connection of a call that outlives it, so a vendor that
-drip-feeds its answer (or reads the request a byte at a time) cannot hold a worker's slot, or
-outlive the worker's lease, however slowly it goes.
+runs under it, and a watchdog (`delivery.deadline`) cuts the connection of a call that outlives
+it, so a vendor that drip-feeds its answer (or reads the request a byte at a time) cannot hold a
+worker's slot, or outlive the worker's lease, however slowly it goes.
 
-Returns an `HttpResult` for every call (a transport error is a result too, with `status_code=None`),
-so the worker never has to interpret exceptions.
+Returns an `HttpResult` for every call (a transport error is a result too, with `status_code=None`,
+and so is a request that cannot be put on the wire at all), so the worker never has to interpret
+exceptions. A result without an answer carries a `FailureReason`, the stable code producers see;
+its `error` is the detail, for operators.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from notifications import __version__
-from notifications.delivery.addresses import AddressPolicy, TargetNotAllowed, parse_literal
-from notifications.domain import DeliveryRequest
+from notifications.delivery.addresses import (
+    AddressPolicy,
+    TargetNotAllowed,
+    host_ascii,
+    parse_literal,
+)
+from notifications.delivery.deadline import (
+    Call,
+    DeadlineHTTPSPool,
+    DeadlinePool,
+    Watchdog,
+    current_calls,
+)
+from notifications.domain import DeliveryRequest, FailureReason
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -47,6 +59,7 @@ def system_resolver(host: str, port: int) -> list[str]:
 
 
 USER_AGENT = f"Herald/{__version__}"
+HERALD_MESSAGE_ID = "Herald-Message-Id"
 SNIPPET_BYTES = 1024
 # Response headers worth keeping in the attempt log (the rest may be large or sensitive).
 KEPT_RESPONSE_HEADERS = (
@@ -68,124 +81,27 @@ class HttpResult:
     duration_ms: int
     headers: dict[str, str] = field(default_factory=dict)
     snippet: str = ""
-    error: str | None = None  # "ErrorClass: message" for transport errors
-    blocked: bool = False  # refused by the address policy: permanent, nothing was dialled
-
-
-# -- the deadline -----------------------------------------------------------------------------------
-
-
-class _Call:
-    """One HTTP call under a deadline. The watchdog `expire()`s it at the deadline unless it has
-    `finish()`ed: the connection's socket is shut down, which wakes the delivering thread from
-    any blocking send or receive."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.expired = False
-        self._finished = False
-        self._connection: Any = None
-        self._lock = threading.Lock()
-
-    def attach(self, connection: Any) -> None:
-        with self._lock:
-            self._connection = connection
-            connection._herald_call = self
-            if self.expired:
-                self._cut()
-
-    def detach(self, connection: Any) -> None:
-        """The connection went back to its pool (urllib3 does so by itself once a body has been
-        read to its end): from now on it may serve another call, so this one must not cut it."""
-        with self._lock:
-            if self._connection is connection:
-                self._connection = None
-
-    def expire(self) -> None:
-        with self._lock:
-            if self._finished:
-                return
-            self.expired = True
-            self._cut()
-
-    def finish(self) -> None:
-        """The call is over: a late watchdog does nothing."""
-        with self._lock:
-            self._finished = True
-
-    def _cut(self) -> None:
-        sock = getattr(self._connection, "sock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed
-
-
-class _Watchdog:
-    """One daemon thread that expires calls at their deadlines."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Call]] = []
-        self._order = itertools.count()
-        self._changed = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, call: _Call) -> None:
-        with self._changed:
-            heapq.heappush(self._heap, (call.deadline, next(self._order), call))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
-                self._thread.start()
-            self._changed.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                while not self._heap or self._heap[0][0] > time.monotonic():
-                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._changed.wait(timeout)
-                _, _, call = heapq.heappop(self._heap)
-            call.expire()  # a no-op for calls that finished in time
-
-
-_calls = threading.local()  # the _Call of the delivering thread, for the pools below
-
-
-class _AttachToCall:
-    """Pool mixin: hands each connection taken for a call to that call's deadline."""
-
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        connection = super()._get_conn(timeout)  # type: ignore[misc]
-        call = getattr(_calls, "current", None)
-        if call is not None:
-            call.attach(connection)
-        return connection
-
-    def _put_conn(self, conn: Any) -> None:
-        call = getattr(conn, "_herald_call", None)
-        if call is not None:
-            call.detach(conn)
-            conn._herald_call = None
-        super()._put_conn(conn)  # type: ignore[misc]
-
-
-class _DeadlinePool(_AttachToCall, HTTPConnectionPool):
-    pass
-
-
-class _DeadlineHTTPSPool(_AttachToCall, HTTPSConnectionPool):
-    pass
+    error: str | None = None  # "ErrorClass: message" when there was no answer (for operators)
+    reason: FailureReason | None = None  # why there was no answer (for producers)
+    # Permanent, asking again changes nothing: refused by the address policy (nothing was
+    # dialled), a host name with no ASCII form, or a request the wire cannot carry.
+    blocked: bool = False
 
 
 def outgoing_headers(request: DeliveryRequest, message_id: str) -> dict[str, str]:
-    headers = dict(request.headers)
+    # Herald-Message-Id is Herald's alone (a message stored before validation refused it may
+    # carry the producer's own), so it is sent once.
+    headers = {
+        name: value
+        for name, value in request.headers.items()
+        if name.lower() != HERALD_MESSAGE_ID.lower()
+    }
     names = {name.lower() for name in headers}
     if "user-agent" not in names:
         headers["User-Agent"] = USER_AGENT
     if request.body_is_json and "content-type" not in names:
         headers["Content-Type"] = "application/json"
-    headers["Herald-Message-Id"] = message_id
+    headers[HERALD_MESSAGE_ID] = message_id
     return headers
 
 
@@ -209,7 +125,10 @@ class DeliveryClient:
         self.pool = urllib3.PoolManager(
             num_pools=256, maxsize=pool_size, block=False, cert_reqs="CERT_REQUIRED", **tls
         )
-        self.pool.pool_classes_by_scheme = {"http": _DeadlinePool, "https": _DeadlineHTTPSPool}
+        self.pool.pool_classes_by_scheme = {
+            "http": DeadlinePool,
+            "https": DeadlineHTTPSPool,
+        }
         self.address_policy = address_policy or AddressPolicy()
         self.resolver = resolver
         # getaddrinfo cannot be interrupted: lookups run here, and a call waits for its lookup
@@ -219,7 +138,7 @@ class DeliveryClient:
         self._lookups = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="dns")
         self._outstanding: dict[tuple[str, int], Future[list[str]]] = {}
         self._outstanding_lock = threading.Lock()
-        self._watchdog = _Watchdog()
+        self._watchdog = Watchdog()
 
     def _lookup(self, host: str, port: int, within: float) -> list[str]:
         key = (host, port)
@@ -262,37 +181,55 @@ class DeliveryClient:
     def send(
         self, request: DeliveryRequest, message_id: str, extra_headers: dict[str, str] | None = None
     ) -> HttpResult:
+        """Make the call. Never raises: whatever goes wrong is a result. An exception other than
+        a transport error, raised while the request is built or sent (a header the wire cannot
+        carry, in a message stored before validation refused such headers), is a permanent
+        `RequestNotSendable` failure, so the message is not left PROCESSING to be redelivered
+        in a loop."""
+        started = time.monotonic()
+        try:
+            return self._send(request, message_id, extra_headers or {}, started)
+        except Exception as error:
+            detail = f"RequestNotSendable: {_without_header_value(error)}"[:300]
+            return _no_answer(started, detail, FailureReason.REQUEST_NOT_SENDABLE, blocked=True)
+
+    def _send(
+        self,
+        request: DeliveryRequest,
+        message_id: str,
+        extra_headers: dict[str, str],
+        started: float,
+    ) -> HttpResult:
         headers = outgoing_headers(request, message_id)
-        headers.update(extra_headers or {})
+        headers.update(extra_headers)
         body = request.body.encode() if request.body is not None else None
         parts = urlsplit(request.url)
         scheme = parts.scheme.lower()
-        host = parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
-        started = time.monotonic()
         deadline = started + self.total_timeout
         try:
+            # The ASCII (IDNA) form is what is looked up, sent as Host and used for TLS.
+            host = host_ascii(parts.hostname or "")
             address = self.resolve_checked(host, port, within=self.total_timeout)
         except TargetNotAllowed as refused:
-            return HttpResult(
-                None, _elapsed_ms(started), error=f"TargetNotAllowed: {refused}", blocked=True
-            )
+            detail = f"TargetNotAllowed: {refused}"
+            return _no_answer(started, detail, FailureReason.TARGET_NOT_ALLOWED, blocked=True)
         except UnicodeError as error:  # a name IDNA cannot encode: it will never resolve
-            return HttpResult(
-                None, _elapsed_ms(started), error=f"InvalidHost: {error}", blocked=True
-            )
+            detail = f"InvalidHost: {error}"
+            return _no_answer(started, detail, FailureReason.INVALID_HOST, blocked=True)
         except OSError as error:  # TimeoutError included
-            return HttpResult(None, _elapsed_ms(started), error=f"NameResolutionError: {error}")
+            detail = f"NameResolutionError: {error}"
+            return _no_answer(started, detail, FailureReason.NAME_NOT_RESOLVED)
         shown_host = f"[{host}]" if ":" in host else host
         headers["Host"] = shown_host if parts.port is None else f"{shown_host}:{port}"
         tls = {"server_hostname": host, "assert_hostname": host} if scheme == "https" else None
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         left = deadline - time.monotonic()
         if left <= 0:  # the lookup took it all
-            return HttpResult(None, _elapsed_ms(started), error=self._deadline_error())
-        call = _Call(deadline)
+            return self._deadline_result(started)
+        call = Call(deadline)
         self._watchdog.watch(call)
-        _calls.current = call
+        current_calls.current = call
         try:
             pool = self.pool.connection_from_host(address, port, scheme, pool_kwargs=tls)
             response = pool.urlopen(
@@ -308,13 +245,14 @@ class DeliveryClient:
             )
         except (Urllib3Error, OSError) as error:
             call.finish()
-            return HttpResult(
-                status_code=None,
-                duration_ms=_elapsed_ms(started),
-                error=self._deadline_error() if call.expired else _describe(error),
-            )
+            if call.expired:
+                return self._deadline_result(started)
+            return _no_answer(started, _describe(error), _transport_reason(error))
+        except Exception:
+            call.finish()
+            raise  # not a transport error: `send` makes it a RequestNotSendable result
         finally:
-            _calls.current = None
+            current_calls.current = None
         try:
             snippet = response.read(SNIPPET_BYTES)
             remaining = response.read(DRAIN_LIMIT)
@@ -341,8 +279,37 @@ class DeliveryClient:
             snippet=snippet.decode("utf-8", errors="replace"),
         )
 
-    def _deadline_error(self) -> str:
-        return f"DeliveryTimeout: timed out, no complete answer within {self.total_timeout:g}s"
+    def _deadline_result(self, started: float) -> HttpResult:
+        detail = f"DeliveryTimeout: timed out, no complete answer within {self.total_timeout:g}s"
+        return _no_answer(started, detail, FailureReason.TIMEOUT)
+
+
+def _no_answer(
+    started: float, error: str, reason: FailureReason, *, blocked: bool = False
+) -> HttpResult:
+    """A call that got no HTTP answer: the detail for operators, the code for producers."""
+    return HttpResult(None, _elapsed_ms(started), error=error, reason=reason, blocked=blocked)
+
+
+def _transport_reason(error: Exception) -> FailureReason:
+    cause = getattr(error, "reason", None) or error  # MaxRetryError wraps the real one
+    if isinstance(cause, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError subclass
+        return FailureReason.CONNECTION_FAILED
+    if isinstance(cause, TimeoutError | urllib3.exceptions.TimeoutError):
+        return FailureReason.TIMEOUT
+    if isinstance(cause, ssl.SSLError | urllib3.exceptions.SSLError):
+        return FailureReason.TLS_FAILED
+    return FailureReason.CONNECTION_FAILED
+
+
+# http.client quotes a refused header's whole value ("Invalid header value b'Bearer ...'").
+_QUOTED_HEADER_VALUE = re.compile(r"(header value)\b.*", re.IGNORECASE | re.DOTALL)
+
+
+def _without_header_value(error: Exception) -> str:
+    """An exception for the attempt log, without the header value it may quote (a secret)."""
+    text = _QUOTED_HEADER_VALUE.sub(r"\1 (not shown)", str(error))
+    return f"{type(error).__name__}: {text}"
 
 
 def _describe(error: Exception) -> str:

@@ -2,6 +2,10 @@
 
 The worker holds SQS receipts and threads; every change to a message's status or
 `next_attempt_at` it needs is one of these functions or those of `services.waiting`.
+
+An attempt's outcome is stored twice over: the detail (`last_error`, the attempt's `error`: a
+refused address, a resolver's message) for operators, and a `FailureReason` code for producers.
+History entries, which producers read too, name the code or the HTTP answer, never the detail.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from notifications.delivery.policy import (
 from notifications.domain import (
     TERMINAL_STATUSES,
     Attempt,
+    FailureReason,
     HistoryEntry,
     Message,
     Status,
@@ -209,10 +214,25 @@ class DeliveryOutcome:
 
 
 def describe_result(result: HttpResult) -> str:
+    """The outcome in full, for operators: the HTTP answer, or the error's detail."""
     if result.status_code is None:
         return result.error or "no response"
     snippet = " ".join(result.snippet.split())[:200]
     return f"HTTP {result.status_code}" + (f": {snippet}" if snippet else "")
+
+
+def failure_reason(result: HttpResult) -> FailureReason | None:
+    """The code producers are told for a result that is not a delivery (None for 2xx)."""
+    if result.status_code is None:
+        return result.reason or FailureReason.CONNECTION_FAILED
+    return None if 200 <= result.status_code < 300 else FailureReason.HTTP_STATUS
+
+
+def _shown_to_producers(result: HttpResult) -> str:
+    """The outcome as history entries tell it: the vendor's answer, or only the failure's code."""
+    if result.status_code is None:
+        return str(failure_reason(result))
+    return describe_result(result)
 
 
 def delivery_record(
@@ -234,6 +254,13 @@ def delivery_record(
     now = clock.now()
     verdict = policy.verdict(result.status_code, blocked=result.blocked)
     error = None if verdict == Verdict.DELIVERED else describe_result(result)
+    code = None if verdict == Verdict.DELIVERED else failure_reason(result)
+    shown = _shown_to_producers(result)
+    if error is not None:  # the detail for operators; a vendor's answer only by its status
+        logged = result.error if result.status_code is None else f"HTTP {result.status_code}"
+        logger.info(
+            "message %s attempt %d: %s (%s)", claimed.id, claimed.attempt_count, logged, verdict
+        )
     store.put_attempt(
         claimed.id,
         Attempt(
@@ -244,15 +271,16 @@ def delivery_record(
             worker=worker_id,
             status_code=result.status_code,
             error=result.error,
+            error_code=code,
             response_headers=result.headers,
             response_snippet=result.snippet,
         ),
     )
     delay = None
     if verdict == Verdict.DELIVERED:
-        target, reason = Status.COMPLETED, describe_result(result)
+        target, reason = Status.COMPLETED, shown
     elif verdict == Verdict.PERMANENT:
-        target, reason = Status.FAILED, f"permanent failure: {error}"
+        target, reason = Status.FAILED, f"permanent failure: {shown}"
     else:
         retry_after = None
         if result.status_code in RETRY_AFTER_STATUSES:
@@ -264,13 +292,14 @@ def delivery_record(
             now=now + timedelta(seconds=delay),
         ):
             target, delay = Status.FAILED, None
-            reason = f"retry budget spent after {claimed.budget_attempts} attempt(s): {error}"
+            reason = f"retry budget spent after {claimed.budget_attempts} attempt(s): {shown}"
         else:
-            target, reason = Status.QUEUED, f"retry in {delay:.0f}s after {error}"
+            target, reason = Status.QUEUED, f"retry in {delay:.0f}s after {shown}"
     changes: dict[str, Any] = {
         "lease_token": None,
         "lease_expires_at": None,
         "last_error": error,
+        "last_error_code": code,
         "next_attempt_at": (
             format_timestamp(now + timedelta(seconds=delay or 0))
             if target == Status.QUEUED
@@ -318,7 +347,12 @@ def delivery_give_up(
             expected=Status.PROCESSING,
             target=Status.FAILED,
             entry=entry,
-            changes={"lease_token": None, "lease_expires_at": None, "last_error": reason},
+            changes={
+                "lease_token": None,
+                "lease_expires_at": None,
+                "last_error": reason,
+                "last_error_code": FailureReason.RETRY_BUDGET_SPENT,
+            },
             lease_token=claimed.lease_token,
         )
     except TransitionConflict:

@@ -71,6 +71,8 @@ class IntakeLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._chunks: dict[str, _Chunk] = {}
+        # One thread at a time takes a producer's next chunk; the others then use it.
+        self._taking: dict[str, threading.Lock] = {}
 
     def admit(self, *, producer_id: str, limit: IntakeLimit) -> float | None:
         """Count one submission. None when it may go ahead, else the seconds until the
@@ -80,11 +82,27 @@ class IntakeLimiter:
         now = self._clock.now().timestamp()
         window = limit.window_seconds
         start = int(now // window * window)
+        if self._use_chunk(producer_id, start):
+            return None
+        with self._lock:
+            taking = self._taking.setdefault(producer_id, threading.Lock())
+        with taking:
+            if self._use_chunk(producer_id, start):  # another thread took one meanwhile
+                return None
+            return self._take_chunk(producer_id, limit, start, now)
+
+    def _use_chunk(self, producer_id: str, window_start: int) -> bool:
         with self._lock:
             chunk = self._chunks.get(producer_id)
-            if chunk is not None and chunk.window_start == start and chunk.left > 0:
+            if chunk is not None and chunk.window_start == window_start and chunk.left > 0:
                 chunk.left -= 1
-                return None
+                return True
+            return False
+
+    def _take_chunk(
+        self, producer_id: str, limit: IntakeLimit, start: int, now: float
+    ) -> float | None:
+        window = limit.window_seconds
         store = self._store or default_store()
         try:
             granted = store.allowances.take(

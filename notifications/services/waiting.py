@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from notifications.clock import Clock, system_clock
 from notifications.domain import (
+    FailureReason,
     HistoryEntry,
     Message,
     Status,
@@ -128,6 +129,7 @@ def delivery_hold(
                 "lease_token": None,
                 "lease_expires_at": None,
                 "last_error": reason,
+                "last_error_code": FailureReason.PRODUCER_DEACTIVATED,
                 "next_attempt_at": format_timestamp(now + timedelta(seconds=hold_seconds)),
             },
             increments={"attempt_count": -1, "budget_attempts": -1},

@@ -11,6 +11,10 @@ would put every write of, say, COMPLETED on one partition value, which caps a re
 spreads over 8 partition values (about 8,000 writes/s); a listing reads one page from each shard and
 merges them by `gsi_created` (`<created_at>#<id>`, unique and time ordered). Only message items carry
 the index attributes, so attempt items never appear in the indexes (sparse).
+
+Text is stored as UTF-8 (JSON without ASCII escapes: `\\ud83d\\ude00` would take 12 bytes for a
+4-byte emoji), and `item_size` counts an item as DynamoDB does, so that the store can refuse an
+item over DynamoDB's limit before writing it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,14 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from notifications.domain import Attempt, DeliveryRequest, HistoryEntry, Message, Status
+from notifications.domain import (
+    Attempt,
+    DeliveryRequest,
+    FailureReason,
+    HistoryEntry,
+    Message,
+    Status,
+)
 
 MESSAGE_SK = "MESSAGE"
 ATTEMPT_SK_PREFIX = "ATTEMPT#"
@@ -78,7 +89,7 @@ def message_to_item(message: Message) -> dict[str, Any]:
         "method": request.method,
         "headers": dict(request.headers),
         "body_is_json": request.body_is_json,
-        "metadata_json": json.dumps(message.metadata, separators=(",", ":")),
+        "metadata_json": json.dumps(message.metadata, separators=(",", ":"), ensure_ascii=False),
         "fingerprint": message.fingerprint,
         "attempt_count": message.attempt_count,
         "budget_attempts": message.budget_attempts,
@@ -89,6 +100,7 @@ def message_to_item(message: Message) -> dict[str, Any]:
         "body": request.body,
         "idempotency_key": message.idempotency_key,
         "last_error": message.last_error,
+        "last_error_code": message.last_error_code,
         "next_attempt_at": message.next_attempt_at,
         "lease_token": message.lease_token,
         "lease_expires_at": message.lease_expires_at,
@@ -120,6 +132,7 @@ def item_to_message(item: Mapping[str, Any]) -> Message:
         budget_attempts=int(data.get("budget_attempts", 0)),
         budget_started_at=data.get("budget_started_at", ""),
         last_error=data.get("last_error"),
+        last_error_code=_reason(data.get("last_error_code")),
         next_attempt_at=data.get("next_attempt_at"),
         lease_token=data.get("lease_token"),
         lease_expires_at=data.get("lease_expires_at"),
@@ -144,6 +157,8 @@ def attempt_to_item(message_id: str, attempt: Attempt, *, expires_at: int | None
         values["status_code"] = attempt.status_code
     if attempt.error is not None:
         values["error"] = attempt.error
+    if attempt.error_code is not None:
+        values["error_code"] = attempt.error_code.value
     if expires_at is not None:
         values["expires_at"] = expires_at
     return serialize(values)
@@ -160,6 +175,45 @@ def item_to_attempt(item: Mapping[str, Any]) -> Attempt:
         worker=data.get("worker", ""),
         status_code=int(status_code) if status_code is not None else None,
         error=data.get("error"),
+        error_code=_reason(data.get("error_code")),
         response_headers=dict(data.get("response_headers") or {}),
         response_snippet=data.get("response_snippet", ""),
     )
+
+
+def _reason(value: str | None) -> FailureReason | None:
+    return FailureReason(value) if value else None
+
+
+def item_size(item: Mapping[str, Any]) -> int:
+    """The size DynamoDB counts for an item in attribute-value form: attribute names and values
+    in UTF-8 bytes, 1 byte for a boolean or null, about 1 byte per two significant digits plus 1
+    for a number, 3 bytes for a list or map plus 1 byte per element (see "DynamoDB item sizes and
+    formats" in the DynamoDB developer guide)."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: Mapping[str, Any]) -> int:
+    ((kind, inner),) = value.items()
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        return _number_size(inner)
+    if kind == "B":
+        return len(inner)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + _value_size(element) for element in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(key.encode()) + _value_size(v) for key, v in inner.items())
+    if kind == "SS":
+        return sum(len(element.encode()) for element in inner)
+    if kind == "NS":
+        return sum(_number_size(element) for element in inner)
+    return sum(len(element) for element in inner)  # BS
+
+
+def _number_size(text: str) -> int:
+    digits = text.lstrip("-").split("e")[0].split("E")[0].replace(".", "").strip("0")
+    return (len(digits) + 1) // 2 + 1

@@ -18,6 +18,7 @@ from notifications.domain import (
     HistoryEntry,
     Message,
     MessageExists,
+    MessageTooLarge,
     Status,
     TransitionConflict,
     check_transition,
@@ -27,6 +28,7 @@ from notifications.store.items import (
     ATTEMPT_SK_PREFIX,
     MESSAGE_SK,
     attempt_to_item,
+    item_size,
     item_to_attempt,
     item_to_message,
     message_key,
@@ -44,11 +46,19 @@ MUTABLE_FIELDS = frozenset(
         "budget_attempts",
         "budget_started_at",
         "last_error",
+        "last_error_code",
         "next_attempt_at",
         "lease_token",
         "lease_expires_at",
     }
 )
+
+# DynamoDB refuses items over 400 KB. A message item grows after it is written (history entries,
+# the last error, the lease), so a new one must leave room for that: 16 KiB is about 80 status
+# changes.
+MAX_ITEM_BYTES = 400 * 1024
+GROWTH_RESERVE_BYTES = 16 * 1024
+MAX_NEW_MESSAGE_BYTES = MAX_ITEM_BYTES - GROWTH_RESERVE_BYTES
 
 # Called after a write that set a status: the message as written, and the status it left.
 Arrival = Callable[[Message, Status | None], None]
@@ -76,11 +86,17 @@ class MessageRecords:
     def put_new(self, message: Message) -> None:
         """Store a new message. The condition makes the id a deduplication key: with an
         idempotency key the id is derived from (producer, key), so concurrent identical requests
-        race on this one write and exactly one wins; the losers get `MessageExists`."""
+        race on this one write and exactly one wins; the losers get `MessageExists`. An item
+        too large to store (with room to grow) is refused before anything is written:
+        `MessageTooLarge`."""
+        item = message_to_item(message)
+        size = item_size(item)
+        if size > MAX_NEW_MESSAGE_BYTES:
+            raise MessageTooLarge(size, MAX_NEW_MESSAGE_BYTES)
         try:
             self._table.call(
                 "put_item",
-                Item=message_to_item(message),
+                Item=item,
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )

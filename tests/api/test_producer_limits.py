@@ -102,3 +102,17 @@ def test_rotation_with_a_grace_period_keeps_the_old_key_until_it_ends(http_api, 
     newest = services.producer_api_key_rotate(producer=producer)
     assert post(http_api, new_key).status_code == 401
     assert post(http_api, newest).status_code == 202
+
+
+def test_concurrent_submissions_in_one_process_share_its_chunks(aws):
+    """Threads that find the chunk spent at the same moment take one new chunk between them,
+    not one each: 50 at once under a limit of 200 are all admitted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    limiter = IntakeLimiter()
+    limit = IntakeLimit(rate=100, burst=200)
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(
+            pool.map(lambda _: limiter.admit(producer_id="prd_busy", limit=limit), range(50))
+        )
+    assert answers == [None] * 50

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from notifications.delivery import allowed_networks
+from notifications.delivery.addresses import AddressPolicy
 from notifications.store import default_store
 from tests.api.conftest import assert_envelope
 from tests.delivery.test_ssrf_guard import FORBIDDEN_HOSTS
@@ -43,3 +45,24 @@ def test_allowed_networks_exempt_a_literal(client, settings):
         content_type="application/json",
     )
     assert response.status_code == 202
+
+
+def test_submissions_reuse_the_policy_parsed_at_start_up(client, monkeypatch, settings):
+    settings.DELIVERY_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    allowed_networks.allowed_networks_policy()  # as at start-up
+    parsed = []
+    original = AddressPolicy.from_cidrs.__func__
+
+    def counting(cls, cidrs):
+        parsed.append(cidrs)
+        return original(cls, cidrs)
+
+    monkeypatch.setattr(AddressPolicy, "from_cidrs", classmethod(counting))
+    for _ in range(3):
+        response = client.post(
+            "/api/v1/messages",
+            data=json.dumps(message_payload(target_url="http://127.0.0.1:9/hook")),
+            content_type="application/json",
+        )
+        assert response.status_code == 202
+    assert parsed == []

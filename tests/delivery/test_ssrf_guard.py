@@ -40,6 +40,12 @@ FORBIDDEN_HOSTS = [
     "[::]",
     "[2001:db8::1]",
     "[::ffff:10.0.0.1]",
+    "[::127.0.0.1]",  # IPv4-compatible
+    "[::10.0.0.1]",
+    "[::ffff:0:127.0.0.1]",  # IPv4-translated
+    "[::ffff:0:a9fe:a9fe]",
+    "[64:ff9b:1:7f00:0:100::]",  # local-use NAT64, /48 format: 127.0.0.1
+    "[64:ff9b:1::a00:1]",  # the same prefix, not in its /48 format
 ]
 
 

@@ -16,6 +16,7 @@ from notifications.delivery.addresses import AddressPolicy
 from notifications.delivery.backoff import RetrySchedule
 from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import OutcomePolicy, parse_status_set
+from notifications.domain import Status
 from notifications.queue import default_queue
 from notifications.store import default_store
 from notifications.worker import Worker
@@ -96,3 +97,8 @@ def running(worker: Worker) -> Iterator[threading.Thread]:
 
 def status_of(message_id: str) -> Any:
     return default_store().get(message_id).status
+
+
+def finished(message_id: str) -> Callable[[], bool]:
+    """A condition: the message is COMPLETED or FAILED."""
+    return lambda: status_of(message_id) in (Status.COMPLETED, Status.FAILED)

@@ -18,12 +18,8 @@ from notifications.store import default_store
 from tests.conftest import free_port
 from tests.support.submission import submit
 from tests.support.waiting import wait_until
-from tests.support.worker import run_until, status_of
+from tests.support.worker import finished, run_until, status_of
 from tests.vendor import Answer
-
-
-def finished(message_id: str):
-    return lambda: status_of(message_id) in (Status.COMPLETED, Status.FAILED)
 
 
 def test_2xx_completes_with_exactly_the_submitted_request(make_worker, vendor):

@@ -4,7 +4,7 @@ and go once it is reactivated."""
 from __future__ import annotations
 
 from notifications.clock import ManualClock
-from notifications.domain import Status
+from notifications.domain import FailureReason, Status
 from notifications.queue import default_queue
 from notifications.selectors import message_get
 from notifications.services import Submission, message_submit
@@ -33,6 +33,7 @@ def test_messages_of_a_deactivated_producer_wait_and_go_after_reactivation(make_
     message, attempts = message_get(message_id=message_id)
     assert message.status == Status.QUEUED
     assert "deactivated" in message.last_error
+    assert message.last_error_code == FailureReason.PRODUCER_DEACTIVATED
     assert (message.attempt_count, message.budget_attempts, attempts) == (0, 0, [])
     assert vendor.requests_to("/paused") == []
 
