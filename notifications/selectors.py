@@ -10,6 +10,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from django.db import close_old_connections
+
 from notifications.clock import Clock, system_clock
 from notifications.delivery.http import outgoing_headers
 from notifications.domain import Attempt, FailureNote, Message, Status
@@ -101,7 +103,14 @@ class SigningSecretCache:
             cached = self._entries.get(producer_id)
         if cached and now - cached[0] < self.ttl_seconds:
             return cached[1]
-        secrets = producer_signing_secrets(producer_id=producer_id)
+        # Delivery threads live outside Django's request cycle, so they follow its rule for such
+        # threads: drop an unusable or expired connection before and after each use (a
+        # connection held across a database restart would otherwise fail every read).
+        close_old_connections()
+        try:
+            secrets = producer_signing_secrets(producer_id=producer_id)
+        finally:
+            close_old_connections()
         with self._lock:
             self._entries[producer_id] = (now, secrets)
         return secrets
