@@ -19,38 +19,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port
+from tests.e2e.support import ROOT, metric_value, read_env, wait_for
 from tests.vendor import Answer, Vendor
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
-
-def read_env(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs if not key.startswith("#")}
-
-
-def wait_for(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the stack exited early"
-        try:
-            requests.get(url, timeout=2)
-            return
-        except requests.RequestException:  # not listening yet, or no worker booted yet
-            time.sleep(0.3)
-    raise AssertionError(f"{url} never answered")
-
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
 
 
 @dataclass
