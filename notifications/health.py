@@ -96,9 +96,7 @@ def _timed(check: Check, clock: Callable[[], float]) -> tuple[float, str | None]
 def _describe(error: Exception) -> str:
     """The error class, and for an AWS error its code (ResourceNotFoundException…); never the text,
     which may name an endpoint or an account."""
+    name = type(error).__name__
     response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if code:
-            return f"{type(error).__name__}: {code}"
-    return type(error).__name__
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return f"{name}: {code}" if code and code != name else name

@@ -24,23 +24,22 @@ MASK = "********"
 
 # A value runs until whitespace, a quote, a backslash or a separator, so masking never breaks
 # the structure around it (a dict repr, a query string, a JSON string).
-_VALUE = r"[^\s\"'\\&,;)}\]]+"
-_SECRET_PATTERNS = (
-    # Authorization schemes: "Bearer abc", "Basic dXNlcg==".
-    (re.compile(rf"\b(Bearer|Basic|Token|Digest)\s+{_VALUE}", re.IGNORECASE), rf"\1 {MASK}"),
-    # Herald's own credentials: API keys and Standard Webhooks signing secrets.
+_VALUE = r"[^\s\"'\\&;)}\]]+"
+_SCHEMES = re.compile(rf"\b(Bearer|Basic|Token|Digest)\s+{_VALUE}", re.IGNORECASE)
+_CREDENTIALS = (
+    # Herald's own: API keys and Standard Webhooks signing secrets.
     (re.compile(r"\bhrld_[0-9a-f]{12}_[A-Za-z0-9_-]+"), f"hrld_{MASK}"),
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=]+"), f"whsec_{MASK}"),
-    # name=value or 'name': 'value' where the name looks secret (api_key=…, "X-Auth-Token": "…").
-    (
-        re.compile(
-            r"([\w.-]*(?:key|token|secret|signature|password|passwd|auth|cookie|credential)[\w.-]*"
-            rf"[\"']?\s*[=:]\s*[\"']?){_VALUE}",
-            re.IGNORECASE,
-        ),
-        rf"\1{MASK}",
-    ),
 )
+# name=value, name: value, 'name': 'value' where the name looks secret (api_key=…, "X-Auth-Token":
+# "…"), the names validation.is_secret_header masks in headers, and a few more.
+_NAMED = re.compile(
+    r"(?P<name>[\w.-]*(?:key|token|secret|signature|password|passwd|auth|cookie|session|credential)[\w.-]*)"
+    rf"(?P<between>[\"']?\s*[=:]\s*[\"']?){_VALUE}",
+    re.IGNORECASE,
+)
+# ...but not an exception's name before its text ("KeyError: 'pk'", "AuthenticationFailed: …").
+_NOT_A_NAME = re.compile(r"(Error|Exception|Failed|Warning)$")
 
 # Structured fields Herald knows; `log_fields` takes only these, so a caller cannot pass a
 # request's headers or body by accident.
@@ -57,9 +56,16 @@ FIELDS = (
 
 def redact(text: str) -> str:
     """`text` with credential-looking values replaced by a fixed mask."""
-    for pattern, replacement in _SECRET_PATTERNS:
+    text = _SCHEMES.sub(rf"\1 {MASK}", text)
+    for pattern, replacement in _CREDENTIALS:
         text = pattern.sub(replacement, text)
-    return text
+    return _NAMED.sub(_mask_named, text)
+
+
+def _mask_named(match: re.Match[str]) -> str:
+    if _NOT_A_NAME.search(match["name"]):
+        return match[0]
+    return f"{match['name']}{match['between']}{MASK}"
 
 
 def log_fields(**fields: Any) -> dict[str, Any]:
