@@ -25,6 +25,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -33,6 +34,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# No `_created` series beside each counter and histogram: they double the series for no alert's
+# use, and the multiprocess mode of the web process has none anyway.
+disable_created_metrics()
 MULTIPROCESS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 SUBMISSION_OUTCOMES = ("accepted", "replayed", "rejected")

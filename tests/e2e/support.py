@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -77,3 +78,17 @@ def production_environment(tmp_path: Path) -> dict[str, str]:
         "SESSION_COOKIE_SECURE": "true",
         "CSRF_COOKIE_SECURE": "true",
     }
+
+
+def procfile_command(process_type: str) -> list[str]:
+    """The Procfile's command for `process_type`, run as a platform would (bash -c)."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process_type:
+            return ["bash", "-c", command.strip()]
+    raise AssertionError(f"no {process_type} process in the Procfile")
+
+
+def with_virtualenv_path(env: dict[str, str]) -> dict[str, str]:
+    """`python` and `gunicorn` on PATH are this interpreter's (the project's virtualenv)."""
+    return {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}

@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from tests.e2e.support import ROOT, clean_environment, production_environment
+from tests.e2e.support import (
+    ROOT,
+    clean_environment,
+    procfile_command,
+    production_environment,
+    with_virtualenv_path,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -43,11 +49,12 @@ def test_check_deploy_does_complain_about_the_local_defaults(tmp_path):
 
 
 def test_the_web_server_refuses_debug_off_with_the_development_secret_key(tmp_path):
+    """The Procfile's web command (and the Dockerfile's, the same gunicorn start)."""
     env = {**clean_environment(tmp_path), "DEBUG": "false", "PORT": "0"}
     result = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py"],
+        procfile_command("web"),
         cwd=ROOT,
-        env=env,
+        env=with_virtualenv_path(env),
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,6 +1,7 @@
-"""The production web process for real: gunicorn started the way the Procfile and the Dockerfile
-start it (two gthread workers, DEBUG off, TLS settings behind a load balancer, JSON logs), after
-migrate, bootstrap and collectstatic, in front of its own AWS stand-in process.
+"""The production web process for real: the Procfile's `web` command (collectstatic, then gunicorn
+with config/gunicorn.py, as the Dockerfile runs it too) with two gthread workers, DEBUG off, TLS
+settings behind a load balancer and JSON logs, after migrate and bootstrap, in front of its own AWS
+stand-in process.
 
 Real HTTP clients (urllib, requests, http.client) send oversized bodies in every framing, probe
 /livez and /readyz as a load balancer would (by address, over plain HTTP), stop and restart the
@@ -30,8 +31,10 @@ from tests.e2e.support import (
     PUBLIC_HOST,
     ROOT,
     metric_value,
+    procfile_command,
     production_environment,
     wait_for,
+    with_virtualenv_path,
 )
 
 pytestmark = pytest.mark.e2e
@@ -126,12 +129,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "bootstrap")
         key = manage(env, "create_producer", "web-test").strip().splitlines()[-1]
-        manage(env, "collectstatic", "--noinput", "-v", "0")
         with log.open("w") as output:
             process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py"],
+                procfile_command("web"),
                 cwd=ROOT,
-                env=env,
+                env=with_virtualenv_path(env),
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
