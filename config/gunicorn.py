@@ -33,7 +33,8 @@ graceful_timeout = 30
 # A single process tree per container or dyno: no control socket in the home directory, which
 # several servers on one machine (tests, `make run` beside production-like runs) would share.
 control_socket_disable = True
-# gunicorn's own log lines in Herald's format (text or JSON, secrets masked).
+# gunicorn's own log lines in Herald's format (text or JSON, secrets masked). No access log: the
+# load balancer keeps one, and health checks every few seconds would flood this one.
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -42,7 +43,7 @@ logconfig_dict = {
     "root": herald.LOGGING["root"],
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},
-        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        "gunicorn.access": {"level": "WARNING", "handlers": ["console"], "propagate": False},
     },
 }
 

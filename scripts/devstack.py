@@ -154,7 +154,8 @@ def main() -> int:
             return 1
 
     stack = Stack(env)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored
+        signal.signal(stop_signal, _interrupt)
     try:
         print(f"starting the embedded AWS stand-in (moto) on 127.0.0.1:{standin_port}", flush=True)
         standin = stack.start(
