@@ -124,7 +124,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
     )
     standin = start_standin(standin_port)
     log = tmp_path / "gunicorn.log"
-    process = None
+    process = running = None
     try:
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "bootstrap")
@@ -139,13 +139,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
             )
         # Bound to 0.0.0.0:PORT, as in a container; probed on loopback.
         wait_for(f"http://127.0.0.1:{port}/livez", process)
-        yield WebServer(process, env, port, standin, standin_port, key, log)
+        running = WebServer(process, env, port, standin, standin_port, key, log)
+        yield running
     finally:
         if process is not None:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
-        standin.terminate()
-        standin.wait(timeout=30)
+        # A test may have replaced the stand-in with a new process.
+        for each in {standin, running.standin if running else standin}:
+            each.terminate()
+            each.wait(timeout=30)
 
 
 def oversized_json(size: int = 300 * 1024) -> bytes:
