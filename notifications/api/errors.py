@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from notifications import metrics
 from notifications.api.parsers import PayloadTooLarge
 from notifications.aws import AWSRefused, AWSUnavailable
 from notifications.domain import (
@@ -88,8 +90,10 @@ def _classify(exc: Exception) -> tuple[int, str, str, dict[str, Any], dict[str, 
     if isinstance(exc, InvalidState):
         details = {"status": exc.message.status.value}
         return 409, "INVALID_STATE", f"The message is {exc.message.status}.", details, {}
-    if isinstance(exc, PayloadTooLarge):
-        return 413, "PAYLOAD_TOO_LARGE", str(exc.detail), {}, {}
+    if isinstance(exc, PayloadTooLarge | RequestDataTooBig):
+        # RequestDataTooBig: Django's own limit, met when the request did not come through
+        # api.body_limit (the ASGI entry point, the test client).
+        return 413, "PAYLOAD_TOO_LARGE", str(PayloadTooLarge().detail), {}, {}
     if isinstance(exc, MessageTooLarge):
         message = f"The message takes {exc.size} bytes to store; at most {exc.limit} fit."
         return 413, "PAYLOAD_TOO_LARGE", message, {"size": exc.size, "limit": exc.limit}, {}
@@ -118,6 +122,8 @@ def _classify(exc: Exception) -> tuple[int, str, str, dict[str, Any], dict[str, 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     status_code, code, message, details, headers = _classify(exc)
+    if getattr(context.get("view"), "action", None) == "create":
+        metrics.record_submission("rejected", code)
     return Response(envelope(code, message, details), status=status_code, headers=headers)
 
 

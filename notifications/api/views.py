@@ -7,7 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from notifications import selectors, services, validation
+from notifications import metrics, selectors, services, validation
 from notifications.api.errors import RequestValidationError
 from notifications.api.serializers import (
     MessageSubmitSerializer,
@@ -38,6 +38,7 @@ class MessageViewSet(viewsets.ViewSet):
             producer_id=request.user.public_id,
             submission=serializer.to_submission(idempotency_key),
         )
+        metrics.record_submission("replayed" if result.replayed else "accepted")
         body = message_representation(result.message)
         location = f"/api/v1/messages/{result.message.id}"
         if result.replayed:
