@@ -21,6 +21,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
+from notifications import metrics
+
 SQS_LONG_POLL_MAX_SECONDS = 20
 SERVICE_NAMES = {"dynamodb": "DynamoDB", "sqs": "SQS"}
 _lock = threading.Lock()
@@ -74,8 +76,8 @@ def client(service: str) -> Any:
                 max_pool_connections=64,
             )
             session = boto3.session.Session()
-            _clients[service] = session.client(
-                service, endpoint_url=settings.AWS_ENDPOINT_URL, config=config
+            _clients[service] = metrics.instrument_aws_client(
+                session.client(service, endpoint_url=settings.AWS_ENDPOINT_URL, config=config)
             )
         return _clients[service]
 

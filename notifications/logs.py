@@ -18,7 +18,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-from notifications.validation import is_secret_header
+from notifications.validation import is_secret_name
 
 MASK = "********"
 
@@ -32,7 +32,7 @@ _CREDENTIALS = (
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=]+"), f"whsec_{MASK}"),
 )
 # name=value, name: value, 'name': 'value' where the name looks secret (api_key=…, "X-Auth-Token":
-# "…"), the names validation.is_secret_header masks in headers, and a few more.
+# "…"), the names validation.is_secret_name masks in headers, and a few more.
 _NAMED = re.compile(
     r"(?P<name>[\w.-]*(?:key|token|secret|signature|password|passwd|auth|cookie|session|credential)[\w.-]*)"
     rf"(?P<between>[\"']?\s*[=:]\s*[\"']?){_VALUE}",
@@ -79,7 +79,7 @@ def log_fields(**fields: Any) -> dict[str, Any]:
 def _redact_value(name: str, value: Any) -> Any:
     """A field's value fit to write: masked whole under a secret-looking name, otherwise with
     credentials masked inside; objects (a request, say) as their masked text."""
-    if is_secret_header(name) and value not in (None, ""):
+    if is_secret_name(name) and value not in (None, ""):
         return MASK
     if value is None or isinstance(value, bool | int | float | datetime):
         return value

@@ -56,7 +56,7 @@ ERROR_CODES = (
     "SYSTEM_ERROR",
     "INTERNAL_ERROR",
 )
-DELIVERY_OUTCOMES = ("completed", "retry", "failed", "lease_lost", "deferred")
+DELIVERY_OUTCOMES = ("completed", "retry", "failed", "lease_lost", "deferred", "held")
 ATTEMPT_OUTCOMES = ("delivered", "retry", "permanent")  # delivery.policy.Verdict values
 AWS_SERVICES = ("dynamodb", "sqs")
 AWS_ERROR_KINDS = ("throttled", "client", "server", "timeout", "connection")
@@ -139,7 +139,9 @@ def record_submission(outcome: str, code: str | None = None) -> None:
 
 
 def record_delivery(outcome: str) -> None:
-    """A worker finished a queue message: completed, retry, failed, lease_lost or deferred."""
+    """A worker finished a queue message: completed, retry, failed, lease_lost, deferred (it
+    waits in line or went back to SQS: its host, the retry share or a producer share was full)
+    or held (its producer is deactivated)."""
     if outcome not in DELIVERY_OUTCOMES:
         raise ValueError(f"unknown delivery outcome {outcome!r}")
     DELIVERIES.labels(outcome).inc()

@@ -51,6 +51,7 @@ def development_environment(env_file: Path) -> dict[str, str]:
     defaults = {
         "DEBUG": "true",
         "PORT": "8000",
+        "WORKER_METRICS_PORT": "8001",
         "SECRET_KEY": secrets.token_urlsafe(40),
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
@@ -62,7 +63,7 @@ def development_environment(env_file: Path) -> dict[str, str]:
     }
     for key, value in defaults.items():
         values.setdefault(key, os.environ.get(key, value))
-    for key in ("PORT", "DATABASE_URL"):
+    for key in ("PORT", "WORKER_METRICS_PORT", "DATABASE_URL"):
         if key in os.environ:
             values[key] = os.environ[key]
     values["HERALD_STANDIN_PORT"] = standin_port
@@ -148,7 +149,12 @@ def main() -> int:
     values = development_environment(env_file)
     env = {**os.environ, **values, "HERALD_ENV_FILE": str(env_file), "PYTHONUNBUFFERED": "1"}
     port, standin_port = int(values["PORT"]), int(values["HERALD_STANDIN_PORT"])
-    for wanted, variable in ((port, "PORT"), (standin_port, "HERALD_STANDIN_PORT")):
+    worker_port = int(values["WORKER_METRICS_PORT"])
+    for wanted, variable in (
+        (port, "PORT"),
+        (standin_port, "HERALD_STANDIN_PORT"),
+        (worker_port, "WORKER_METRICS_PORT"),
+    ):
         if not port_is_free(wanted):
             print(f"127.0.0.1:{wanted} is in use; set {variable} to another port.", file=sys.stderr)
             return 1
@@ -178,8 +184,7 @@ def main() -> int:
         )
         wait_for_port(port, api)
         stack.start("worker", PYTHON, "manage.py", "run_worker")
-        interval = values.get("RECONCILE_INTERVAL", "30")
-        stack.start("reconcile", PYTHON, "manage.py", "reconcile", "--loop", interval)
+        stack.start("reconcile", PYTHON, "manage.py", "reconcile", "--loop")
         print_banner(values, port)
         return stack.wait()
     except KeyboardInterrupt:
@@ -202,6 +207,7 @@ Herald is running (development; the AWS stand-in keeps its data in memory only).
   Admin:  {base}/admin/   user {values["HERALD_DEV_ADMIN_USER"]} / \
 password {values["HERALD_DEV_ADMIN_PASSWORD"]}
   Health: {base}/livez  {base}/readyz    Metrics: {base}/metrics
+  Worker: http://127.0.0.1:{values["WORKER_METRICS_PORT"]}/metrics  (and /livez, /readyz)
   Producer 'development' API key: {key}
   Outbound deliveries may reach: {values["DELIVERY_ALLOWED_NETWORKS"]} (development default)
   Commands in another terminal read .env: .venv/bin/python manage.py <command>

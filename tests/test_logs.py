@@ -22,8 +22,8 @@ from notifications.domain import Status
 from notifications.logs import MASK, log_fields, redact
 from notifications.store import default_store
 from tests.factories import make_producer
+from tests.support.worker import run_until, status_of
 from tests.vendor import Answer
-from tests.worker_support import run_until, status_of
 
 BEARER = "vendor-bearer-5f2c9a"
 API_KEY = "vendor-apikey-81d3e0"

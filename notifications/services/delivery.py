@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from notifications import metrics
 from notifications.aws import AWSUnavailable
 from notifications.clock import Clock, system_clock
 from notifications.delivery.backoff import RetrySchedule
@@ -41,6 +42,7 @@ from notifications.domain import (
     format_timestamp,
     parse_timestamp,
 )
+from notifications.logs import log_fields
 from notifications.queue import WorkQueue, default_queue
 from notifications.store import MessageStore, default_store
 
@@ -253,13 +255,19 @@ def delivery_record(
     queue = queue or default_queue()
     now = clock.now()
     verdict = policy.verdict(result.status_code, blocked=result.blocked)
+    metrics.observe_attempt(result.duration_ms / 1000, verdict.value)
     error = None if verdict == Verdict.DELIVERED else describe_result(result)
     code = None if verdict == Verdict.DELIVERED else failure_reason(result)
     shown = _shown_to_producers(result)
     if error is not None:  # the detail for operators; a vendor's answer only by its status
         logged = result.error if result.status_code is None else f"HTTP {result.status_code}"
         logger.info(
-            "message %s attempt %d: %s (%s)", claimed.id, claimed.attempt_count, logged, verdict
+            "message %s attempt %d: %s (%s)",
+            claimed.id,
+            claimed.attempt_count,
+            logged,
+            verdict,
+            extra=_fields(claimed, verdict.value, result.duration_ms),
         )
     store.put_attempt(
         claimed.id,
@@ -319,8 +327,14 @@ def delivery_record(
             lease_token=claimed.lease_token,
         )
     except TransitionConflict:
-        logger.warning("message %s: lease lost before the result was stored; refused", claimed.id)
+        logger.warning(
+            "message %s: lease lost before the result was stored; refused",
+            claimed.id,
+            extra=_fields(claimed, "lease_lost", result.duration_ms),
+        )
         return DeliveryOutcome(verdict, None)
+    if target == Status.COMPLETED:
+        metrics.observe_lag((now - parse_timestamp(claimed.created_at)).total_seconds())
     if target == Status.QUEUED:
         try:
             queue.send_for(updated, delay_seconds=math.ceil(delay or 0))
@@ -357,3 +371,16 @@ def delivery_give_up(
         )
     except TransitionConflict:
         return None
+
+
+def _fields(message: Message, outcome: str, duration_ms: int) -> dict[str, Any]:
+    """The structured log fields of an attempt (see `logs`)."""
+    return log_fields(
+        message_id=message.id,
+        producer_id=message.producer_id,
+        status=message.status.value,
+        outcome=outcome,
+        attempt=message.attempt_count,
+        target_host=message.request.host,
+        duration_ms=duration_ms,
+    )

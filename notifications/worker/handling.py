@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable
 
-from notifications import services
+from notifications import metrics, services
 from notifications.clock import Clock
 from notifications.delivery.admission import Admission, Ticket
 from notifications.delivery.backoff import RetrySchedule
@@ -26,6 +26,18 @@ from notifications.store import MessageStore
 from notifications.worker.waiting import Refusal, WaitingLine
 
 logger = logging.getLogger(__name__)
+
+# What `handle` returns, as the deliveries metric counts it (the rest: duplicates, messages not
+# due yet or under another worker's lease, undecodable or unknown ones, are not deliveries).
+METRIC_OUTCOMES = {
+    "completed": "completed",
+    "queued": "retry",
+    "failed": "failed",
+    "lease_lost": "lease_lost",
+    "deferred": "deferred",
+    "waiting": "deferred",
+    "held": "held",
+}
 
 # Asked when admission refuses a message: take it into the waiting line (True), or not.
 WaitInLine = Callable[[Refusal], bool]
@@ -54,11 +66,23 @@ class MessageHandling:
         reserved: Ticket | None = None,
         wait_in_line: WaitInLine | None = None,
     ) -> str:
-        """Process one queue message; returns what happened (for logs and tests).
+        """Process one queue message; returns what happened (for logs, metrics and tests).
 
         `reserved` is an admission ticket already taken for it (a message leaving the waiting
         line). `wait_in_line`, asked when admission refuses the message, takes it into the
         waiting line (True) instead of deferring it through SQS."""
+        outcome = self._handle(work, reserved=reserved, wait_in_line=wait_in_line)
+        if outcome in METRIC_OUTCOMES:
+            metrics.record_delivery(METRIC_OUTCOMES[outcome])
+        return outcome
+
+    def _handle(
+        self,
+        work: QueuedWork,
+        *,
+        reserved: Ticket | None,
+        wait_in_line: WaitInLine | None,
+    ) -> str:
         if work.message_id is None:
             # Left in the queue on purpose: after SQS_MAX_RECEIVE_COUNT receives SQS moves it to
             # the dead-letter queue instead of it looping forever.

@@ -29,6 +29,7 @@ from notifications.delivery.backoff import RetrySchedule, parse_schedule
 from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import OutcomePolicy, parse_status_set
 from notifications.domain import parse_timestamp
+from notifications.logs import log_fields
 from notifications.queue import QueuedWork, WorkQueue, default_queue
 from notifications.selectors import ProducerCache
 from notifications.store import MessageStore, default_store
@@ -91,6 +92,8 @@ class Worker(MessageHandling):
         self._slots = threading.Condition()  # guards _in_flight and _pool
         self._in_flight: dict[str, _InFlight] = {}  # by receipt handle
         self._pool: ThreadPoolExecutor | None = None  # set while run() runs
+        # Progress marks (monotonic) of the receive loop and the heartbeat, for `is_live`.
+        self._loop_progress = self._heartbeat_progress = time.monotonic()
 
     @classmethod
     def from_settings(cls, *, concurrency: int | None = None) -> Worker:
@@ -146,6 +149,19 @@ class Worker(MessageHandling):
     def waiting(self) -> int:
         return len(self.line)
 
+    @property
+    def heartbeat_interval(self) -> float:
+        return max(1.0, self.visibility_timeout / 3)
+
+    def is_live(self) -> bool:
+        """Whether the receive loop and the heartbeat both made progress lately (an orchestrator
+        restarts a worker that answers no to /livez). A pass of the loop takes at most a long
+        poll (plus AWS's read timeout and retries); a pass of the heartbeat at most its interval
+        (plus its AWS calls): twice that and a minute more is a stall."""
+        allowed = 2 * (self.poll_seconds + self.heartbeat_interval) + 60
+        now = time.monotonic()
+        return now - self._loop_progress < allowed and now - self._heartbeat_progress < allowed
+
     def run(self) -> bool:
         """Consume until `stop()`. Returns True when every in-flight delivery finished."""
         logger.info("worker %s started, concurrency %d", self.worker_id, self.concurrency)
@@ -157,6 +173,7 @@ class Worker(MessageHandling):
         failures = 0
         try:
             while not self._stopping.is_set():
+                self._loop_progress = time.monotonic()
                 free = self._wait_for_free_slot()
                 if free == 0:
                     continue
@@ -228,7 +245,12 @@ class Worker(MessageHandling):
             self.handle(work, reserved=reserved, wait_in_line=wait_in_line)
         except AWSUnavailable as error:
             # The queue message stays; it comes back after its visibility timeout.
-            logger.warning("queue message for %s left for later: %s", work.message_id, error)
+            logger.warning(
+                "queue message for %s left for later: %s",
+                work.message_id,
+                error,
+                extra=log_fields(message_id=work.message_id, outcome="aws_unavailable"),
+            )
         except Exception:
             logger.exception("delivery of queue message for %s failed", work.message_id)
         finally:
@@ -344,8 +366,9 @@ class Worker(MessageHandling):
             logger.info("handed %d waiting messages back to the queue", len(waiters))
 
     def _heartbeat(self) -> None:
-        interval = max(1.0, self.visibility_timeout / 3)
+        interval = self.heartbeat_interval
         while True:
+            self._heartbeat_progress = time.monotonic()
             if self._stopping.wait(interval):
                 if not self.in_flight and not self.waiting:
                     return

@@ -33,6 +33,7 @@ class RunningStack:
     env: dict[str, str]
     port: int
     standin_port: int
+    worker_port: int
     key: str
 
     @property
@@ -73,7 +74,7 @@ class RunningStack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     tmp_path = tmp_path_factory.mktemp("devstack")
-    port, standin_port = free_port(), free_port()
+    port, standin_port, worker_port = free_port(), free_port(), free_port()
     env_file = tmp_path / "herald.env"
     env = {
         key: value
@@ -84,6 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         HERALD_ENV_FILE=str(env_file),
         PORT=str(port),
         HERALD_STANDIN_PORT=str(standin_port),
+        WORKER_METRICS_PORT=str(worker_port),
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         STATIC_ROOT=str(tmp_path / "static"),
     )
@@ -99,7 +101,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     try:
         wait_for(f"http://127.0.0.1:{port}/livez", process)
         key = read_env(env_file)["HERALD_DEV_API_KEY"]
-        yield RunningStack(process, env, port, standin_port, key)
+        yield RunningStack(process, env, port, standin_port, worker_port, key)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGINT)
@@ -206,6 +208,55 @@ def test_probes_and_metrics_of_the_web_process(stack):
         metric_value(after, "herald_aws_calls_total", service="dynamodb", operation="DescribeTable")
         >= 1
     )
+
+
+def test_probes_and_metrics_of_the_worker_after_real_deliveries(stack):
+    worker = f"http://127.0.0.1:{stack.worker_port}"
+    wait_for(f"{worker}/livez", stack.process)
+    assert requests.get(f"{worker}/livez", timeout=10).json() == {"status": "ok"}
+    ready = requests.get(f"{worker}/readyz", timeout=10)
+    assert ready.status_code == 200 and set(ready.json()["checks"]) == {"dynamodb", "sqs"}
+
+    def scrape() -> str:
+        return requests.get(f"{worker}/metrics", timeout=10).text
+
+    def count(text: str, name: str, **labels: str) -> float:
+        return metric_value(text, name, **labels)
+
+    before = scrape()
+    vendor = Vendor().start()
+    try:
+        url = vendor.script("/flaky", Answer(503), Answer(200))
+        ok = [stack.submit({"target_url": vendor.url("/ok")}).json()["id"] for _ in range(2)]
+        flaky = stack.submit({"target_url": url}).json()["id"]
+        for message_id in (*ok, flaky):  # the 503 is retried after RETRY_SCHEDULE's first delay
+            assert stack.wait_for_status(message_id, "COMPLETED", timeout=90) == "COMPLETED"
+    finally:
+        vendor.stop()
+    after = scrape()
+    completed = "herald_deliveries_total"
+    assert (
+        count(after, completed, outcome="completed")
+        == count(before, completed, outcome="completed") + 3
+    )
+    # At least the 503's retry (messages of earlier tests, for hosts that do not resolve, retry too).
+    assert count(after, completed, outcome="retry") >= count(before, completed, outcome="retry") + 1
+    attempts = "herald_delivery_attempt_duration_seconds_count"
+    assert (
+        count(after, attempts, outcome="delivered") - count(before, attempts, outcome="delivered")
+        == 3
+    )
+    assert count(after, attempts, outcome="retry") - count(before, attempts, outcome="retry") >= 1
+    lag = "herald_delivery_lag_seconds_count"
+    assert count(after, lag) - count(before, lag) == 3
+    claims = "herald_aws_calls_total"
+    assert (
+        count(after, claims, service="dynamodb", operation="UpdateItem")
+        >= count(before, claims, service="dynamodb", operation="UpdateItem") + 4
+    )  # a claim and a result per attempt, at least
+    assert count(after, claims, service="sqs", operation="DeleteMessage") >= 4
+    assert count(after, "herald_deliveries_in_flight") == 0
+    assert count(after, "herald_queue_messages", queue="dead_letter", state="visible") == 0
 
 
 def test_an_oversized_body_from_a_plain_http_client_is_413(stack):

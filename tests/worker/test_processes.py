@@ -30,6 +30,7 @@ def start_worker(endpoint: str, tmp_path: Path, name: str, **overrides: str) -> 
         SQS_VISIBILITY_TIMEOUT="2",
         RETRY_SCHEDULE="1",
         DELIVERY_ALLOWED_NETWORKS="127.0.0.0/8",
+        WORKER_METRICS_PORT="0",  # two workers at once: no status server, no port to share
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         **overrides,
     )

@@ -23,21 +23,21 @@ import json, threading
 from django.db import connection
 from notifications import services
 from notifications.models import Producer
-from notifications.selectors import SigningSecretCache
+from notifications.selectors import ProducerCache
 
 producer = Producer(name="signing")
 producer.set_new_api_key()
 producer.save()
 secret = services.signing_secret_rotate(producer=producer)
-cache = SigningSecretCache(ttl_seconds=0)  # every get reads the database
+cache = ProducerCache(ttl_seconds=0)  # every get reads the database
 reads = []
 
 def delivery_thread():
-    reads.append(cache.get(producer.public_id))
+    reads.append(cache.get(producer.public_id).signing_secrets)
     connection.ensure_connection()  # the thread holds a connection, as after any ORM use
     connection.connection.close()  # and the database closes it under the thread
     try:
-        reads.append(cache.get(producer.public_id))
+        reads.append(cache.get(producer.public_id).signing_secrets)
     except Exception as error:
         reads.append(type(error).__name__)
 

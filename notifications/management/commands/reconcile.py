@@ -29,7 +29,12 @@ class Command(BaseCommand):
             help="Seconds a PENDING message (or an overdue QUEUED one) must have waited.",
         )
         parser.add_argument(
-            "--loop", type=float, metavar="SECONDS", help="Run again every SECONDS until stopped."
+            "--loop",
+            type=float,
+            nargs="?",
+            const=settings.RECONCILE_INTERVAL,
+            metavar="SECONDS",
+            help="Run again every SECONDS (default RECONCILE_INTERVAL) until stopped.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -1,12 +1,16 @@
-"""Run a delivery worker until SIGTERM/SIGINT, then drain and exit 0."""
+"""Run a delivery worker until SIGTERM/SIGINT, then drain and exit 0. Its /metrics, /livez and
+/readyz are served on WORKER_METRICS_PORT while it runs."""
 
 import os
 import signal
 import sys
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from notifications import aws_probes, metrics
+from notifications.status_server import start_status_server
 from notifications.worker import Worker
 
 
@@ -23,6 +27,18 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         worker = Worker.from_settings(concurrency=options["concurrency"])
+        metrics.track_worker_load(
+            in_flight=lambda: worker.in_flight, waiting=lambda: worker.waiting
+        )
+        status = None
+        if settings.WORKER_METRICS_PORT:  # 0: not served
+            status = start_status_server(
+                host=settings.WORKER_METRICS_HOST,
+                port=settings.WORKER_METRICS_PORT,
+                liveness=worker.is_live,
+                readiness=aws_probes.readiness,
+                collectors=(metrics.QueueDepthCollector(aws_probes.queue_depths),),
+            )
 
         def request_stop(signum: int, frame: object) -> None:
             self.stderr.write(f"signal {signum}: finishing deliveries in flight, then exiting")
@@ -31,7 +47,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
         self.stdout.write(f"worker {worker.worker_id}: concurrency {worker.concurrency}")
-        drained = worker.run()
+        try:
+            drained = worker.run()
+        finally:
+            if status is not None:
+                status.stop()
         if not drained:
             self.stderr.write("grace period over; unfinished deliveries will be redelivered")
             sys.stdout.flush()
