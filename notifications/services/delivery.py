@@ -303,30 +303,19 @@ def delivery_record(
             reason = f"retry budget spent after {claimed.budget_attempts} attempt(s): {shown}"
         else:
             target, reason = Status.QUEUED, f"retry in {delay:.0f}s after {shown}"
-    changes: dict[str, Any] = {
-        "lease_token": None,
-        "lease_expires_at": None,
-        "last_error": error,
-        "last_error_code": code,
-        "next_attempt_at": (
-            format_timestamp(now + timedelta(seconds=delay or 0))
-            if target == Status.QUEUED
-            else None
-        ),
-    }
-    entry = HistoryEntry(
-        Status.PROCESSING, target, format_timestamp(now), f"worker:{worker_id}", reason
+    next_attempt_at = (
+        format_timestamp(now + timedelta(seconds=delay or 0)) if target == Status.QUEUED else None
     )
-    try:
-        updated = store.transition(
-            claimed.id,
-            expected=Status.PROCESSING,
-            target=target,
-            entry=entry,
-            changes=changes,
-            lease_token=claimed.lease_token,
-        )
-    except TransitionConflict:
+    updated = release_claim(
+        claimed=claimed,
+        target=target,
+        worker_id=worker_id,
+        reason=reason,
+        at=now,
+        changes={"last_error": error, "last_error_code": code, "next_attempt_at": next_attempt_at},
+        store=store,
+    )
+    if updated is None:
         logger.warning(
             "message %s: lease lost before the result was stored; refused",
             claimed.id,
@@ -352,21 +341,42 @@ def delivery_give_up(
     clock: Clock = system_clock,
 ) -> Message | None:
     """PROCESSING -> FAILED without a call (a spent budget found at claim time)."""
-    store = store or default_store()
-    now = format_timestamp(clock.now())
-    entry = HistoryEntry(Status.PROCESSING, Status.FAILED, now, f"worker:{worker_id}", reason)
+    return release_claim(
+        claimed=claimed,
+        target=Status.FAILED,
+        worker_id=worker_id,
+        reason=reason,
+        at=clock.now(),
+        changes={"last_error": reason, "last_error_code": FailureReason.RETRY_BUDGET_SPENT},
+        store=store or default_store(),
+    )
+
+
+def release_claim(
+    *,
+    claimed: Message,
+    target: Status,
+    worker_id: str,
+    reason: str,
+    at: datetime,
+    changes: dict[str, Any],
+    store: MessageStore,
+    increments: dict[str, int] | None = None,
+) -> Message | None:
+    """End a worker's claim: PROCESSING -> `target`, only under the claim's own lease token,
+    with the lease cleared and `changes` applied. None when the lease was lost meanwhile (another
+    worker took over, whose outcome must stand)."""
+    entry = HistoryEntry(
+        Status.PROCESSING, target, format_timestamp(at), f"worker:{worker_id}", reason
+    )
     try:
         return store.transition(
             claimed.id,
             expected=Status.PROCESSING,
-            target=Status.FAILED,
+            target=target,
             entry=entry,
-            changes={
-                "lease_token": None,
-                "lease_expires_at": None,
-                "last_error": reason,
-                "last_error_code": FailureReason.RETRY_BUDGET_SPENT,
-            },
+            changes={"lease_token": None, "lease_expires_at": None, **changes},
+            increments=increments,
             lease_token=claimed.lease_token,
         )
     except TransitionConflict:

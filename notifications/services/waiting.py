@@ -11,14 +11,12 @@ from datetime import timedelta
 from notifications.clock import Clock, system_clock
 from notifications.domain import (
     FailureReason,
-    HistoryEntry,
     Message,
     Status,
-    TransitionConflict,
     format_timestamp,
 )
 from notifications.queue import MAX_DELAY_SECONDS, WorkQueue, default_queue
-from notifications.services.delivery import ClaimResult, claim_blocker
+from notifications.services.delivery import ClaimResult, claim_blocker, release_claim
 from notifications.services.messages import move_next_attempt
 from notifications.store import MessageStore, default_store
 
@@ -114,28 +112,22 @@ def delivery_hold(
     deactivated). The claim's attempt is given back: holding spends no retry budget. `reason`
     becomes its last_error, so callers and operators see why it waits. None when the lease was
     lost meanwhile."""
-    store = store or default_store()
     now = clock.now()
-    entry = HistoryEntry(
-        Status.PROCESSING, Status.QUEUED, format_timestamp(now), f"worker:{worker_id}", reason
+    held = release_claim(
+        claimed=claimed,
+        target=Status.QUEUED,
+        worker_id=worker_id,
+        reason=reason,
+        at=now,
+        changes={
+            "last_error": reason,
+            "last_error_code": FailureReason.PRODUCER_DEACTIVATED,
+            "next_attempt_at": format_timestamp(now + timedelta(seconds=hold_seconds)),
+        },
+        increments={"attempt_count": -1, "budget_attempts": -1},
+        store=store or default_store(),
     )
-    try:
-        held = store.transition(
-            claimed.id,
-            expected=Status.PROCESSING,
-            target=Status.QUEUED,
-            entry=entry,
-            changes={
-                "lease_token": None,
-                "lease_expires_at": None,
-                "last_error": reason,
-                "last_error_code": FailureReason.PRODUCER_DEACTIVATED,
-                "next_attempt_at": format_timestamp(now + timedelta(seconds=hold_seconds)),
-            },
-            increments={"attempt_count": -1, "budget_attempts": -1},
-            lease_token=claimed.lease_token,
-        )
-    except TransitionConflict:
+    if held is None:
         return None
     (queue or default_queue()).send_for(held, delay_seconds=hold_seconds)
     return held
