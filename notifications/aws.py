@@ -26,7 +26,7 @@ from notifications import metrics
 SQS_LONG_POLL_MAX_SECONDS = 20
 SERVICE_NAMES = {"dynamodb": "DynamoDB", "sqs": "SQS"}
 _lock = threading.Lock()
-_clients: dict[str, Any] = {}
+_clients: dict[tuple[Any, ...], Any] = {}
 
 
 class AWSUnavailable(Exception):
@@ -57,29 +57,42 @@ class ConditionFailed(Exception):
         self.item = item
 
 
-def client(service: str) -> Any:
-    cached = _clients.get(service)
+def client(service: str, *, probe: bool = False) -> Any:
+    """The process's client for `service` with the current settings. Working clients retry
+    (`AWS_MAX_ATTEMPTS`) and wait `AWS_READ_TIMEOUT` (an SQS long poll longer); *probe* clients,
+    for /readyz and /metrics, try once and wait at most `READINESS_TIMEOUT`, so that a probe
+    answers within a load balancer's patience even when AWS does not."""
+    key = (service, probe, settings.AWS_ENDPOINT_URL, settings.AWS_REGION)
+    cached = _clients.get(key)
     if cached is not None:
         return cached
     with _lock:
-        if service not in _clients:
-            read_timeout = settings.AWS_READ_TIMEOUT
-            if service == "sqs":
-                # A long poll holds the response for up to 20 s; a shorter read timeout would cut
-                # idle polls short and have botocore retry them.
-                read_timeout = max(read_timeout, SQS_LONG_POLL_MAX_SECONDS + 5)
+        if key not in _clients:
+            if probe:
+                attempts = 1
+                connect_timeout = read_timeout = settings.READINESS_TIMEOUT
+            else:
+                attempts = settings.AWS_MAX_ATTEMPTS
+                connect_timeout, read_timeout = (
+                    settings.AWS_CONNECT_TIMEOUT,
+                    settings.AWS_READ_TIMEOUT,
+                )
+                if service == "sqs":
+                    # A long poll holds the response for up to 20 s; a shorter read timeout would
+                    # cut idle polls short and have botocore retry them.
+                    read_timeout = max(read_timeout, SQS_LONG_POLL_MAX_SECONDS + 5)
             config = Config(
                 region_name=settings.AWS_REGION,
-                retries={"mode": "standard", "total_max_attempts": settings.AWS_MAX_ATTEMPTS},
-                connect_timeout=settings.AWS_CONNECT_TIMEOUT,
+                retries={"mode": "standard", "total_max_attempts": attempts},
+                connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
-                max_pool_connections=64,
+                max_pool_connections=4 if probe else 64,
             )
             session = boto3.session.Session()
-            _clients[service] = metrics.instrument_aws_client(
+            _clients[key] = metrics.instrument_aws_client(
                 session.client(service, endpoint_url=settings.AWS_ENDPOINT_URL, config=config)
             )
-        return _clients[service]
+        return _clients[key]
 
 
 def dynamodb() -> Any:
@@ -96,7 +109,7 @@ def reset_clients() -> None:
         _clients.clear()
 
 
-def call(service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+def call(service: str, operation: str, *, probe: bool = False, **kwargs: Any) -> dict[str, Any]:
     """Call `operation` (boto3's method name, e.g. `put_item`) on `service` ("dynamodb" or "sqs").
 
     Raises ConditionFailed when a conditional write's condition did not hold, AWSRefused when AWS
@@ -104,7 +117,7 @@ def call(service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
     service, the operation and AWS's error code, never the request)."""
     name = SERVICE_NAMES.get(service, service)
     try:
-        return getattr(client(service), operation)(**kwargs)
+        return getattr(client(service, probe=probe), operation)(**kwargs)
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "Unknown")
         if code == "ConditionalCheckFailedException":

@@ -95,7 +95,10 @@ def _timed(check: Check, clock: Callable[[], float]) -> tuple[float, str | None]
 
 def _describe(error: Exception) -> str:
     """The error class, and for an AWS error its code (ResourceNotFoundException…); never the text,
-    which may name an endpoint or an account."""
+    which may name an endpoint or an account. An error raised from another (Herald's AWS wrapper
+    raises AWSUnavailable from botocore's) is described by the one it came from."""
+    while error.__cause__ is not None:
+        error = error.__cause__  # type: ignore[assignment]
     name = type(error).__name__
     response = getattr(error, "response", None)
     code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None

@@ -20,6 +20,12 @@ from notifications.domain import Message
 # SQS refuses DelaySeconds above 15 minutes; longer backoffs are chained by the worker.
 MAX_DELAY_SECONDS = 900
 BODY_VERSION = 1
+# The queue attributes that count messages, by the state Herald calls them.
+DEPTH_ATTRIBUTES = {
+    "ApproximateNumberOfMessages": "visible",
+    "ApproximateNumberOfMessagesNotVisible": "in_flight",
+    "ApproximateNumberOfMessagesDelayed": "delayed",
+}
 # SQS's error code for an unknown queue name (the JSON protocol's, and the query protocol's).
 QUEUE_DOES_NOT_EXIST = frozenset({"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"})
 
@@ -97,13 +103,13 @@ class WorkQueue:
         self._lock = threading.Lock()
 
     @staticmethod
-    def _call(operation: str, **kwargs: Any) -> dict[str, Any]:
-        return aws.call("sqs", operation, **kwargs)
+    def _call(operation: str, *, probe: bool = False, **kwargs: Any) -> dict[str, Any]:
+        return aws.call("sqs", operation, probe=probe, **kwargs)
 
-    def _url(self, name: str) -> str:
+    def _url(self, name: str, *, probe: bool = False) -> str:
         url = self._urls.get(name)
         if url is None:
-            url = self._call("get_queue_url", QueueName=name)["QueueUrl"]
+            url = self._call("get_queue_url", probe=probe, QueueName=name)["QueueUrl"]
             with self._lock:
                 self._urls[name] = url
         return url
@@ -181,22 +187,39 @@ class WorkQueue:
             producer=message.producer_id,
         )
 
+    def depths(self, *, probe: bool = False) -> dict[tuple[str, str], int]:
+        """Approximate counts by (queue, state): queue "work" or "dead_letter", state "visible",
+        "in_flight" or "delayed". Two calls. With `probe`, through the quick probe clients."""
+        depths: dict[tuple[str, str], int] = {}
+        for queue, name in (("work", self.queue_name), ("dead_letter", self.dlq_name)):
+            attributes = self._call(
+                "get_queue_attributes",
+                probe=probe,
+                QueueUrl=self._url(name, probe=probe),
+                AttributeNames=list(DEPTH_ATTRIBUTES),
+            )["Attributes"]
+            for attribute, state in DEPTH_ATTRIBUTES.items():
+                depths[(queue, state)] = int(attributes.get(attribute, 0))
+        return depths
+
     def depth(self) -> dict[str, int]:
-        """Approximate counts of the work queue and the dead-letter queue."""
-        names = [
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ]
-        work = self._call("get_queue_attributes", QueueUrl=self.url, AttributeNames=names)
-        dead = self._call("get_queue_attributes", QueueUrl=self.dlq_url, AttributeNames=names[:1])
-        attributes = work["Attributes"]
+        """The dashboard's counts: the work queue by state, and the dead letters waiting."""
+        depths = self.depths()
         return {
-            "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
-            "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
-            "delayed": int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
-            "dead_letters": int(dead["Attributes"].get("ApproximateNumberOfMessages", 0)),
+            "visible": depths[("work", "visible")],
+            "in_flight": depths[("work", "in_flight")],
+            "delayed": depths[("work", "delayed")],
+            "dead_letters": depths[("dead_letter", "visible")],
         }
+
+    def check_reachable(self) -> None:
+        """One quick GetQueueAttributes on the work queue (readiness); raises AWSUnavailable."""
+        self._call(
+            "get_queue_attributes",
+            probe=True,
+            QueueUrl=self._url(self.queue_name, probe=True),
+            AttributeNames=["QueueArn"],
+        )
 
     def receive(
         self, *, max_messages: int, wait_seconds: int, visibility_timeout: int | None = None

@@ -19,6 +19,7 @@ from datetime import datetime
 
 from django.conf import settings
 
+from notifications import aws
 from notifications.clock import Clock, system_clock
 from notifications.domain import DeliveryStatistics, Status
 from notifications.store import items
@@ -70,6 +71,11 @@ class MessageStore(MessageRecords, MessageListing):
     def ensure_table(self) -> bool:
         """Create the table and its indexes unless present. Returns True when it was created."""
         return ensure_table(self.table_name)
+
+    def check_reachable(self) -> None:
+        """One quick DescribeTable (readiness); raises AWSUnavailable when the table does not
+        answer within READINESS_TIMEOUT."""
+        aws.call("dynamodb", "describe_table", probe=True, TableName=self.table_name)
 
     def statistics(self, *, now: datetime, hours: int = 24, recent: int = 10) -> DeliveryStatistics:
         """See `StatusStatistics.read`."""
