@@ -18,9 +18,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-from notifications.validation import is_secret_name
-
-MASK = "********"
+from notifications.validation import MASK, SECRET_WORDS, is_secret_name
 
 # A value runs until whitespace, a quote, a backslash or a separator, so masking never breaks
 # the structure around it (a dict repr, a query string, a JSON string).
@@ -32,9 +30,10 @@ _CREDENTIALS = (
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=]+"), f"whsec_{MASK}"),
 )
 # name=value, name: value, 'name': 'value' where the name looks secret (api_key=…, "X-Auth-Token":
-# "…"), the names validation.is_secret_name masks in headers, and a few more.
+# "…"): it holds one of the words validation masks in headers, or "cookie".
+_SECRET_WORDS = "|".join(map(re.escape, (*SECRET_WORDS, "cookie")))
 _NAMED = re.compile(
-    r"(?P<name>[\w.-]*(?:key|token|secret|signature|password|passwd|auth|cookie|session|credential)[\w.-]*)"
+    rf"(?P<name>[\w.-]*(?:{_SECRET_WORDS})[\w.-]*)"
     rf"(?P<between>[\"']?\s*[=:]\s*[\"']?){_VALUE}",
     re.IGNORECASE,
 )

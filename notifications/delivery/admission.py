@@ -25,6 +25,7 @@ bounded: the least recently used beyond `max_hosts_remembered` are forgotten.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -167,9 +168,10 @@ class Admission:
             times = self._times[host] = _HostTimes()
         self._times.move_to_end(host)
         excess = len(self._times) - self.max_hosts_remembered
-        for old in list(self._times)[: max(0, excess)]:
-            if old not in self._admitted_at:
-                del self._times[old]
+        if excess > 0:  # only past the bound: the hot path makes no list
+            for old in list(itertools.islice(self._times, excess)):
+                if old not in self._admitted_at:
+                    del self._times[old]
         return times
 
     def defer_seconds(self, host: str, *, ahead: int = 0) -> float:
