@@ -13,31 +13,16 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers
 
-from notifications import aws_probes, health, metrics
+from notifications import aws_probes, metrics
+from notifications.status_server import PATHS, StatusEndpoints
 
-
-def livez() -> HttpResponse:
-    """The process is up and serving; no dependency is checked."""
-    return JsonResponse(health.alive())
-
-
-def readyz() -> HttpResponse:
-    """DynamoDB and SQS answer: 200, or 503 naming the failing check."""
-    report = aws_probes.readiness()
-    return JsonResponse(report.as_dict(), status=report.http_status)
-
-
-def metrics_page() -> HttpResponse:
-    """Every web worker's metrics, plus the queue depths read now."""
-    body = metrics.render_metrics(metrics.QueueDepthCollector(aws_probes.queue_depths))
-    return HttpResponse(body, content_type=metrics.CONTENT_TYPE)
-
-
-ENDPOINTS: dict[str, Callable[[], HttpResponse]] = {
-    "/livez": livez,
-    "/readyz": readyz,
-    "/metrics": metrics_page,
-}
+# The web process is live while it serves; ready while DynamoDB and SQS answer. Its /metrics adds
+# every web worker's metrics (multiprocess mode) to the queue depths read now.
+WEB_ENDPOINTS = StatusEndpoints(
+    liveness=lambda: True,
+    readiness=aws_probes.readiness,
+    collectors=(metrics.QueueDepthCollector(aws_probes.queue_depths),),
+)
 
 
 class StatusEndpointsMiddleware:
@@ -45,8 +30,7 @@ class StatusEndpointsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        endpoint = ENDPOINTS.get(request.path_info)
-        if endpoint is None:
+        if request.path_info not in PATHS:
             return self.get_response(request)
         if request.method not in ("GET", "HEAD"):
             response: HttpResponse = JsonResponse(
@@ -55,6 +39,7 @@ class StatusEndpointsMiddleware:
             )
             response["Allow"] = "GET, HEAD"
         else:
-            response = endpoint()
+            status, content_type, body = WEB_ENDPOINTS.answer(request.path_info)
+            response = HttpResponse(body, status=status, content_type=content_type)
         add_never_cache_headers(response)
         return response

@@ -19,6 +19,38 @@ from notifications import health, metrics
 logger = logging.getLogger(__name__)
 
 
+PATHS = ("/livez", "/readyz", "/metrics")
+
+
+class StatusEndpoints:
+    """What /livez, /readyz and /metrics answer, for the web process (its middleware) and the
+    worker (the server below) alike: the process passes in what "live" and "ready" mean."""
+
+    def __init__(
+        self,
+        *,
+        liveness: Callable[[], bool],
+        readiness: Callable[[], health.HealthReport],
+        collectors: tuple[Any, ...] = (),
+    ) -> None:
+        self.liveness = liveness
+        self.readiness = readiness
+        self.collectors = collectors
+
+    def answer(self, path: str) -> tuple[int, str, bytes]:
+        """(status, content type, body) for a GET of `path`."""
+        if path == "/metrics":
+            return 200, metrics.CONTENT_TYPE, metrics.render_metrics(*self.collectors)
+        if path == "/livez":
+            if self.liveness():
+                return 200, "application/json", json.dumps(health.alive()).encode()
+            return 503, "application/json", json.dumps({"status": "failing"}).encode()
+        if path == "/readyz":
+            report = self.readiness()
+            return report.http_status, "application/json", json.dumps(report.as_dict()).encode()
+        return 404, "application/json", json.dumps({"status": "not found"}).encode()
+
+
 class StatusServer:
     def __init__(
         self,
@@ -44,9 +76,9 @@ class StatusServer:
             def log_message(self, *args: object) -> None:
                 pass  # scraped every few seconds: no access log
 
-        self.liveness = liveness
-        self.readiness = readiness
-        self.collectors = collectors
+        self.endpoints = StatusEndpoints(
+            liveness=liveness, readiness=readiness, collectors=collectors
+        )
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(
@@ -58,17 +90,7 @@ class StatusServer:
         return self.httpd.server_address[1]
 
     def answer(self, path: str) -> tuple[int, str, bytes]:
-        """(status, content type, body) for a GET of `path`."""
-        if path == "/metrics":
-            return 200, metrics.CONTENT_TYPE, metrics.render_metrics(*self.collectors)
-        if path == "/livez":
-            if self.liveness():
-                return 200, "application/json", json.dumps(health.alive()).encode()
-            return 503, "application/json", json.dumps({"status": "failing"}).encode()
-        if path == "/readyz":
-            report = self.readiness()
-            return report.http_status, "application/json", json.dumps(report.as_dict()).encode()
-        return 404, "application/json", json.dumps({"status": "not found"}).encode()
+        return self.endpoints.answer(path)
 
     def start(self) -> StatusServer:
         self._thread.start()
