@@ -162,6 +162,12 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
+def is_decimal(text: str) -> bool:
+    """Whether `text` is a non-negative integer in ASCII digits (`str.isdigit()` alone takes
+    "²", which int() refuses): for numbers that arrive as text (limits, lengths, delays)."""
+    return text.isascii() and text.isdigit()
+
+
 def check_idempotency_key(key: str) -> str:
     if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or not _IDEMPOTENCY_KEY.fullmatch(key):
         raise RuleViolation(

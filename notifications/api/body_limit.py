@@ -24,6 +24,7 @@ from django.conf import settings
 
 from notifications import metrics
 from notifications.api.errors import envelope
+from notifications.validation import is_decimal
 
 API_PREFIX = "/api/"
 SUBMIT_PATH = "/api/v1/messages"
@@ -43,7 +44,7 @@ class RequestBodyLimit:
         limit = settings.MAX_MESSAGE_BYTES
         declared = environ.get("CONTENT_LENGTH") or ""
         body = environ["wsgi.input"]
-        if declared.isdigit():
+        if is_decimal(declared):
             if int(declared) > limit:
                 _drain(body, int(declared))
                 return self._too_large(environ, start_response, limit)

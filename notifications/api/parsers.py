@@ -11,6 +11,8 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
 
+from notifications.validation import is_decimal
+
 
 class PayloadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
@@ -25,7 +27,7 @@ class LimitedJSONParser(JSONParser):
         limit = settings.MAX_MESSAGE_BYTES
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None
-        if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        if declared and is_decimal(declared) and int(declared) > limit:
             raise PayloadTooLarge()
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:

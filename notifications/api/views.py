@@ -92,7 +92,6 @@ class MessageViewSet(viewsets.ViewSet):
 def _page_size(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_PAGE_SIZE
-    # isascii(): isdigit() alone takes "²", which int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    if not validation.is_decimal(raw) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise RequestValidationError("limit", f"Must be an integer from 1 to {MAX_PAGE_SIZE}.")
     return int(raw)

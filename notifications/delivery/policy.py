@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
+from notifications.validation import is_decimal
+
 
 class Verdict(enum.StrEnum):
     DELIVERED = "delivered"
@@ -57,7 +59,7 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isascii() and value.isdigit():  # isdigit() alone takes "²", which float() refuses
+    if is_decimal(value):
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
