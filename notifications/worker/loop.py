@@ -23,8 +23,8 @@ from django.conf import settings
 from notifications import services
 from notifications.aws import AWSUnavailable
 from notifications.clock import Clock, system_clock
-from notifications.delivery.addresses import AddressPolicy
 from notifications.delivery.admission import Admission, Ticket
+from notifications.delivery.allowed_networks import allowed_networks_policy
 from notifications.delivery.backoff import RetrySchedule, parse_schedule
 from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import OutcomePolicy, parse_status_set
@@ -108,7 +108,7 @@ class Worker(MessageHandling):
                 connect_timeout=settings.DELIVERY_CONNECT_TIMEOUT,
                 total_timeout=settings.DELIVERY_TIMEOUT,
                 pool_size=concurrency,
-                address_policy=AddressPolicy.from_cidrs(settings.DELIVERY_ALLOWED_NETWORKS),
+                address_policy=allowed_networks_policy(),
                 ca_certs=settings.DELIVERY_CA_BUNDLE,
             ),
             admission=Admission(
