@@ -130,6 +130,9 @@ AWS_CONNECT_TIMEOUT = env.float("AWS_CONNECT_TIMEOUT", default=2.0)
 AWS_READ_TIMEOUT = env.float("AWS_READ_TIMEOUT", default=10.0)
 
 DYNAMODB_TABLE = env.str("DYNAMODB_TABLE", default="herald-messages")
+# Partition values per listing-index question (see the README's storage section): fixed for the
+# life of a table.
+DYNAMODB_INDEX_SHARDS = env.int("DYNAMODB_INDEX_SHARDS", default=8)
 SQS_QUEUE_NAME = env.str("SQS_QUEUE_NAME", default="herald-deliveries")
 SQS_DLQ_NAME = env.str("SQS_DLQ_NAME", default="") or f"{SQS_QUEUE_NAME}-dlq"
 SQS_MAX_RECEIVE_COUNT = env.int("SQS_MAX_RECEIVE_COUNT", default=5)

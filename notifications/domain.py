@@ -201,6 +201,10 @@ class Message:
     lease_expires_at: str | None = None
     history: tuple[HistoryEntry, ...] = ()
     expires_at: int | None = None  # epoch seconds: a finished message is deleted after retention
+    # False for a message read without its request's headers and body (a listing row, a claim
+    # of a message whose request is kept in an item of its own): see MessageStore.with_request.
+    request_loaded: bool = True
+    aux_expires_at: int | None = None  # when the request and log items may go (the store's)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ DynamoDB, the source of truth.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from django.conf import settings
 
 from notifications import aws
 from notifications.domain import Message
+
+logger = logging.getLogger(__name__)
 
 # SQS refuses DelaySeconds above 15 minutes; longer backoffs are chained by the worker.
 MAX_DELAY_SECONDS = 900
@@ -186,6 +189,34 @@ class WorkQueue:
             is_retry=message.attempt_count > 0,
             producer=message.producer_id,
         )
+
+    def send_batch(self, messages: list[Message]) -> set[str]:
+        """Queue work for each of `messages` (as `send_for`, no delay), ten to a
+        SendMessageBatch call; returns the ids that were sent. Entries SQS failed, and chunks
+        that met an AWS fault, are left out (not raised): their messages stay PENDING for the
+        reconciler."""
+        sent: set[str] = set()
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            entries = [
+                {
+                    "Id": str(n),
+                    "MessageBody": encode_body(
+                        message.id,
+                        host=message.request.host,
+                        is_retry=message.attempt_count > 0,
+                        producer=message.producer_id,
+                    ),
+                }
+                for n, message in enumerate(chunk)
+            ]
+            try:
+                response = self._call("send_message_batch", QueueUrl=self.url, Entries=entries)
+            except aws.AWSUnavailable as error:
+                logger.warning("%d messages not sent (they stay PENDING): %s", len(chunk), error)
+                continue
+            sent.update(chunk[int(entry["Id"])].id for entry in response.get("Successful", []))
+        return sent
 
     def depths(self, *, probe: bool = False) -> dict[tuple[str, str], int]:
         """Approximate counts by (queue, state): queue "work" or "dead_letter", state "visible",

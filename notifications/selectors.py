@@ -57,7 +57,7 @@ def message_get(
 ) -> tuple[Message, list[Attempt]]:
     """A message and its attempts; MessageNotFound if absent or owned by another producer."""
     store = store or default_store()
-    message, attempts = store.get_with_attempts(message_id)
+    message, attempts = store.get_full(message_id)
     if message is None or (producer_id is not None and message.producer_id != producer_id):
         raise MessageNotFound(message_id)
     return message, attempts

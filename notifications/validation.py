@@ -10,6 +10,7 @@ VALIDATION_ERROR details.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
@@ -27,6 +28,8 @@ MAX_HEADERS = 50
 MAX_HEADER_VALUE_BYTES = 4096
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 MAX_JSON_DEPTH = 64
+# Metadata is kept in the status item and shown in listings: labels, not a second body.
+MAX_METADATA_BYTES = 2048
 
 # Patterns are used with fullmatch: `$` would also match before a final newline.
 # RFC 9110 section 5.6.2: token = 1*tchar
@@ -151,6 +154,19 @@ def check_json(value: Any) -> Any:
             pending.extend((child, depth + 1) for child in children)
         elif isinstance(item, str) and not _is_unicode(item):
             raise RuleViolation("Contains text that is not valid Unicode.", "invalid_text")
+    return value
+
+
+def check_metadata(value: Any) -> dict[str, Any]:
+    """A JSON object (see `check_json`) of at most MAX_METADATA_BYTES as compact UTF-8 JSON."""
+    if not isinstance(value, dict):
+        raise RuleViolation("Must be a JSON object.")
+    check_json(value)
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        raise RuleViolation(
+            f"Must be at most {MAX_METADATA_BYTES} bytes as JSON (is {size}).", "too_large"
+        )
     return value
 
 

@@ -64,7 +64,7 @@ def _field_messages(value: Any) -> list[dict[str, str]]:
     return [{"message": str(value), "code": getattr(value, "code", "invalid")}]
 
 
-def _classify(exc: Exception) -> tuple[int, str, str, dict[str, Any], dict[str, str]]:
+def classify(exc: Exception) -> tuple[int, str, str, dict[str, Any], dict[str, str]]:
     """(status, code, message, details, extra headers) for an exception."""
     if isinstance(exc, exceptions.ValidationError):
         return 400, "VALIDATION_ERROR", "The request is not valid.", _field_details(exc.detail), {}
@@ -121,7 +121,7 @@ def _classify(exc: Exception) -> tuple[int, str, str, dict[str, Any], dict[str, 
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
-    status_code, code, message, details, headers = _classify(exc)
+    status_code, code, message, details, headers = classify(exc)
     if getattr(context.get("view"), "action", None) == "create":
         metrics.record_submission("rejected", code)
     return Response(envelope(code, message, details), status=status_code, headers=headers)

@@ -63,9 +63,7 @@ class MessageSubmitSerializer(serializers.Serializer):
         return _rule(validation.check_json, value)
 
     def validate_metadata(self, value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        return _rule(validation.check_json, value)
+        return _rule(validation.check_metadata, value)
 
     def to_submission(self, idempotency_key: str | None) -> Submission:
         data = self.validated_data
@@ -88,16 +86,20 @@ class MessageSubmitSerializer(serializers.Serializer):
 
 
 def message_representation(message: Message, *, with_history: bool = False) -> dict[str, Any]:
+    """A message as producers see it. The request's headers are shown (masked) where the whole
+    message was read (submit, retrieve, requeue); listing rows are read without them."""
     request = message.request
+    target: dict[str, Any] = {
+        "method": request.method,
+        "url": validation.mask_url(request.url),
+        "host": request.host,
+    }
+    if message.request_loaded:
+        target["headers"] = validation.mask_headers(request.headers)
     data: dict[str, Any] = {
         "id": message.id,
         "status": message.status.value,
-        "target": {
-            "method": request.method,
-            "url": validation.mask_url(request.url),
-            "host": request.host,
-            "headers": validation.mask_headers(request.headers),
-        },
+        "target": target,
         "metadata": message.metadata,
         "idempotency_key": message.idempotency_key,
         "created_at": message.created_at,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from rest_framework import status, viewsets
+from typing import Any
+
+from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from notifications import metrics, selectors, services, validation
-from notifications.api.errors import RequestValidationError
+from notifications.api.errors import RequestValidationError, classify, envelope
 from notifications.api.serializers import (
     MessageSubmitSerializer,
     attempt_representation,
@@ -19,6 +21,7 @@ from notifications.domain import Status
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
+MAX_BATCH = 100
 
 
 class MessageViewSet(viewsets.ViewSet):
@@ -72,6 +75,43 @@ class MessageViewSet(viewsets.ViewSet):
             }
         )
 
+    @action(detail=False, methods=["post"], url_path="batch")
+    def batch(self, request: Request) -> Response:
+        """Up to MAX_BATCH messages in one request, one result per item in order: 202 with the
+        message, 200 with the stored one (a replay), or that item's error in the envelope. Items
+        are checked one by one (validation, idempotency key, the producer's intake limit); a bad
+        item does not refuse the others. The request itself is refused (400) only when it is not
+        a list of 1 to MAX_BATCH items."""
+        producer = request.user
+        items = _batch_items(request.data)
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        accepted: list[tuple[int, services.Submission]] = []
+        for index, item in enumerate(items):
+            try:
+                accepted.append((index, _submission(item)))
+            except Exception as refused:  # noqa: BLE001 - each item's error is its result
+                results[index] = _item_error(refused)
+                continue
+            wait = services.producer_intake_admit(producer=producer)
+            if wait is not None:
+                accepted.pop()
+                results[index] = _item_error(exceptions.Throttled(wait))
+        outcomes = services.message_submit_many(
+            producer_id=producer.public_id,
+            submissions=[submission for _, submission in accepted],
+        )
+        for (index, _), outcome in zip(accepted, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                results[index] = _item_error(outcome)
+                continue
+            metrics.record_submission("replayed" if outcome.replayed else "accepted")
+            results[index] = {
+                "status": 200 if outcome.replayed else 202,
+                "replayed": outcome.replayed,
+                "message": message_representation(outcome.message),
+            }
+        return Response({"results": results}, status=status.HTTP_200_OK)
+
     @action(detail=True, methods=["post"])
     def requeue(self, request: Request, pk: str) -> Response:
         reason = request.data.get("reason", "") if isinstance(request.data, dict) else ""
@@ -81,12 +121,53 @@ class MessageViewSet(viewsets.ViewSet):
             reason=str(reason)[:500] or "requeued through the API",
             producer_id=request.user.public_id,
         )
+        # Read again whole: the transition wrote the status item only (no request headers,
+        # the latest part of the history).
+        message, _ = selectors.message_get(message_id=message.id, producer_id=message.producer_id)
         return Response(message_representation(message, with_history=True))
 
     @action(detail=True, methods=["get"])
     def attempts(self, request: Request, pk: str) -> Response:
         _, attempts = selectors.message_get(message_id=pk, producer_id=request.user.public_id)
         return Response({"results": [attempt_representation(attempt) for attempt in attempts]})
+
+
+def _batch_items(data: Any) -> list[Any]:
+    if not isinstance(data, dict) or set(data) != {"messages"}:
+        raise RequestValidationError(
+            "messages", 'Send {"messages": [...]}, a JSON object with one field.'
+        )
+    items = data["messages"]
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise RequestValidationError("messages", f"Must be a list of 1 to {MAX_BATCH} messages.")
+    return items
+
+
+def _submission(item: Any) -> services.Submission:
+    """One batch item: the single endpoint's body, plus its own optional `idempotency_key`."""
+    fields = dict(item) if isinstance(item, dict) else item
+    key = fields.pop("idempotency_key", None) if isinstance(fields, dict) else None
+    if key is not None:
+        if not isinstance(key, str):
+            raise RequestValidationError("idempotency_key", "Must be a string.")
+        try:
+            validation.check_idempotency_key(key)
+        except validation.RuleViolation as violation:
+            raise RequestValidationError("idempotency_key", str(violation)) from None
+    serializer = MessageSubmitSerializer(data=fields)
+    serializer.is_valid(raise_exception=True)
+    return serializer.to_submission(key)
+
+
+def _item_error(exc: Exception) -> dict[str, Any]:
+    """A batch item's error: its status and the envelope the single endpoint would answer
+    with (and `retry_after` where that one would send Retry-After)."""
+    status_code, code, message, details, headers = classify(exc)
+    metrics.record_submission("rejected", code)
+    result: dict[str, Any] = {"status": status_code, **envelope(code, message, details)}
+    if "Retry-After" in headers:
+        result["retry_after"] = int(headers["Retry-After"])
+    return result
 
 
 def _page_size(raw: str | None) -> int:

@@ -96,6 +96,9 @@ def delivery_claim(
     `admit(candidate)`, asked just before the write, lets the caller decline a claimable message
     (the worker's admission limits); the result is then DEFERRED and nothing is written.
 
+    The claimed message comes from the status item: its request's headers and body may still
+    have to be read (`MessageStore.with_request`).
+
     With a `hint` (from the queue message) the usual case costs one call: a conditional
     QUEUED -> PROCESSING that also requires the message to be due. Only when that condition fails
     (the message is PENDING, not due, busy, finished, missing) is the decision taken on the item
@@ -103,7 +106,7 @@ def delivery_claim(
     message: nothing was read. Without a hint the message is read first.
     """
     store = store or default_store()
-    if hint is not None:
+    if hint is not None and hint.producer is not None:
         if admit is not None and not admit(hint):
             return ClaimResult(ClaimState.DEFERRED)  # nothing read, nothing written
         now = clock.now()
@@ -111,6 +114,7 @@ def delivery_claim(
             claimed = _claim_write(
                 store,
                 message_id,
+                producer_id=hint.producer,
                 expected=Status.QUEUED,
                 now=now,
                 worker_id=worker_id,
@@ -140,6 +144,7 @@ def delivery_claim(
             claimed = _claim_write(
                 store,
                 message_id,
+                producer_id=message.producer_id,
                 expected=message.status,
                 now=now,
                 worker_id=worker_id,
@@ -172,6 +177,7 @@ def _claim_write(
     store: MessageStore,
     message_id: str,
     *,
+    producer_id: str,
     expected: Status,
     now: datetime,
     worker_id: str,
@@ -186,6 +192,7 @@ def _claim_write(
     )
     return store.transition(
         message_id,
+        producer_id=producer_id,
         expected=expected,
         target=Status.PROCESSING,
         entry=entry,
@@ -250,7 +257,8 @@ def delivery_record(
     clock: Clock = system_clock,
     rng: random.Random | None = None,
 ) -> DeliveryOutcome:
-    """Store the attempt, then move the message on, conditional on still holding the lease."""
+    """Move the message on with the attempt appended to its log (one write), conditional on
+    still holding the lease."""
     store = store or default_store()
     queue = queue or default_queue()
     now = clock.now()
@@ -269,20 +277,17 @@ def delivery_record(
             verdict,
             extra=_fields(claimed, verdict.value, result.duration_ms),
         )
-    store.put_attempt(
-        claimed.id,
-        Attempt(
-            number=claimed.attempt_count,
-            started_at=format_timestamp(started_at),
-            duration_ms=result.duration_ms,
-            outcome=verdict.value,
-            worker=worker_id,
-            status_code=result.status_code,
-            error=result.error,
-            error_code=code,
-            response_headers=result.headers,
-            response_snippet=result.snippet,
-        ),
+    attempt = Attempt(
+        number=claimed.attempt_count,
+        started_at=format_timestamp(started_at),
+        duration_ms=result.duration_ms,
+        outcome=verdict.value,
+        worker=worker_id,
+        status_code=result.status_code,
+        error=result.error,
+        error_code=code,
+        response_headers=result.headers,
+        response_snippet=result.snippet,
     )
     delay = None
     if verdict == Verdict.DELIVERED:
@@ -314,6 +319,7 @@ def delivery_record(
         at=now,
         changes={"last_error": error, "last_error_code": code, "next_attempt_at": next_attempt_at},
         store=store,
+        attempt=attempt,
     )
     if updated is None:
         logger.warning(
@@ -362,6 +368,7 @@ def release_claim(
     changes: dict[str, Any],
     store: MessageStore,
     increments: dict[str, int] | None = None,
+    attempt: Attempt | None = None,
 ) -> Message | None:
     """End a worker's claim: PROCESSING -> `target`, only under the claim's own lease token,
     with the lease cleared and `changes` applied. None when the lease was lost meanwhile (another
@@ -372,12 +379,14 @@ def release_claim(
     try:
         return store.transition(
             claimed.id,
+            producer_id=claimed.producer_id,
             expected=Status.PROCESSING,
             target=target,
             entry=entry,
             changes={"lease_token": None, "lease_expires_at": None, **changes},
             increments=increments,
             lease_token=claimed.lease_token,
+            attempt=attempt,
         )
     except TransitionConflict:
         return None

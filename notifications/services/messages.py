@@ -9,7 +9,9 @@ import json
 import logging
 import secrets
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +34,9 @@ from notifications.queue import WorkQueue, default_queue
 from notifications.store import MessageStore, default_store
 
 logger = logging.getLogger(__name__)
+
+# Messages of a batch marked QUEUED at a time (each its own guarded transition).
+PARALLEL_WRITES = 8
 
 
 @dataclass(frozen=True)
@@ -81,25 +86,9 @@ def message_id_for(*, producer_id: str, idempotency_key: str | None) -> str:
     return _encode_id(digest)
 
 
-def message_submit(
-    *,
-    producer_id: str,
-    submission: Submission,
-    store: MessageStore | None = None,
-    queue: WorkQueue | None = None,
-    clock: Clock = system_clock,
-) -> SubmitResult:
-    """Store the message durably as PENDING, then queue it.
-
-    Raises AWSUnavailable when the message could not be stored (nothing was written), and
-    IdempotencyKeyReused for a different request under a known key. A failure after the message is
-    stored does not raise: the message stays PENDING and reconciliation queues it later.
-    """
-    store = store or default_store()
-    queue = queue or default_queue()
-    now = format_timestamp(clock.now())
+def _new_message(producer_id: str, submission: Submission, now: str) -> Message:
     actor = f"producer:{producer_id}"
-    message = Message(
+    return Message(
         id=message_id_for(producer_id=producer_id, idempotency_key=submission.idempotency_key),
         producer_id=producer_id,
         status=Status.PENDING,
@@ -119,19 +108,103 @@ def message_submit(
         next_attempt_at=now,
         history=(HistoryEntry(None, Status.PENDING, now, actor, "accepted"),),
     )
+
+
+def _replay(message: Message, exists: MessageExists) -> SubmitResult:
+    """The answer to a submission whose id is taken: the stored message (the same request
+    again), or why not."""
+    existing = exists.existing
+    if message.idempotency_key is None or existing.producer_id != message.producer_id:
+        raise MessageIdCollision(message.id) from exists
+    if existing.fingerprint != message.fingerprint:
+        raise IdempotencyKeyReused(existing) from exists
+    # The same request (same fingerprint): shown whole without reading the request item.
+    return SubmitResult(replace(existing, request=message.request, request_loaded=True), True)
+
+
+def message_submit(
+    *,
+    producer_id: str,
+    submission: Submission,
+    store: MessageStore | None = None,
+    queue: WorkQueue | None = None,
+    clock: Clock = system_clock,
+) -> SubmitResult:
+    """Store the message durably as PENDING, then queue it.
+
+    Raises AWSUnavailable when the message could not be stored (nothing was written), and
+    IdempotencyKeyReused for a different request under a known key. A failure after the message is
+    stored does not raise: the message stays PENDING and reconciliation queues it later.
+    """
+    store = store or default_store()
+    queue = queue or default_queue()
+    message = _new_message(producer_id, submission, format_timestamp(clock.now()))
     try:
         store.put_new(message)
     except MessageExists as exists:
-        existing = exists.existing
-        if submission.idempotency_key is None or existing.producer_id != producer_id:
-            raise MessageIdCollision(message.id) from exists
-        if existing.fingerprint != message.fingerprint:
-            raise IdempotencyKeyReused(existing) from exists
-        return SubmitResult(existing, replayed=True)
+        return _replay(message, exists)
     return SubmitResult(
-        message_enqueue(message=message, actor=actor, store=store, queue=queue, clock=clock),
+        message_enqueue(
+            message=message,
+            actor=f"producer:{producer_id}",
+            store=store,
+            queue=queue,
+            clock=clock,
+        ),
         replayed=False,
     )
+
+
+def message_submit_many(
+    *,
+    producer_id: str,
+    submissions: Sequence[Submission],
+    store: MessageStore | None = None,
+    queue: WorkQueue | None = None,
+    clock: Clock = system_clock,
+) -> list[SubmitResult | Exception]:
+    """`message_submit` for a batch, with one result per submission in order: a SubmitResult,
+    or the exception `message_submit` would have raised for that one (AWSUnavailable,
+    IdempotencyKeyReused, MessageTooLarge, MessageIdCollision). Stored with batched request
+    writes (see `MessageStore.put_new_many`), queued with SendMessageBatch, then marked QUEUED
+    one by one (each a guarded transition, a few at a time). Whatever is stored but not sent or
+    not marked stays PENDING for the reconciler, as with one message."""
+    store = store or default_store()
+    queue = queue or default_queue()
+    now = format_timestamp(clock.now())
+    messages = [_new_message(producer_id, submission, now) for submission in submissions]
+    results: list[SubmitResult | Exception] = []
+    new: list[Message] = []
+    for message, failure in zip(messages, store.put_new_many(messages), strict=True):
+        if failure is None:
+            results.append(SubmitResult(message, replayed=False))
+            new.append(message)
+            continue
+        try:
+            results.append(
+                _replay(message, failure) if isinstance(failure, MessageExists) else failure
+            )
+        except (MessageIdCollision, IdempotencyKeyReused) as refused:
+            results.append(refused)
+    sent = queue.send_batch(new) if new else set()
+    if not sent:
+        return results
+    entry_at = format_timestamp(clock.now())
+
+    def mark_queued(message: Message) -> Message:
+        return _mark_queued(
+            message, f"producer:{producer_id}", "sent to the work queue", entry_at, store
+        )
+
+    with ThreadPoolExecutor(PARALLEL_WRITES) as pool:
+        marked = list(pool.map(mark_queued, [message for message in new if message.id in sent]))
+    queued = {message.id: message for message in marked}
+    return [
+        SubmitResult(queued.get(result.message.id, result.message), False)
+        if isinstance(result, SubmitResult) and not result.replayed
+        else result
+        for result in results
+    ]
 
 
 def message_enqueue(
@@ -153,12 +226,21 @@ def message_enqueue(
     except AWSUnavailable as error:
         logger.warning("message %s stays PENDING: %s", message.id, error)
         return message
-    entry = HistoryEntry(
-        Status.PENDING, Status.QUEUED, format_timestamp(clock.now()), actor, reason
-    )
+    return _mark_queued(message, actor, reason, format_timestamp(clock.now()), store)
+
+
+def _mark_queued(
+    message: Message, actor: str, reason: str, at: str, store: MessageStore
+) -> Message:
+    """PENDING -> QUEUED once the queue message is sent; a fault is logged, not raised."""
+    entry = HistoryEntry(Status.PENDING, Status.QUEUED, at, actor, reason)
     try:
         return store.transition(
-            message.id, expected=Status.PENDING, target=Status.QUEUED, entry=entry
+            message.id,
+            producer_id=message.producer_id,
+            expected=Status.PENDING,
+            target=Status.QUEUED,
+            entry=entry,
         )
     except TransitionConflict as conflict:
         # A worker claimed it between our send and this update: it is on its way, which is success.
@@ -196,6 +278,7 @@ def message_requeue(
     try:
         requeued = store.transition(
             message_id,
+            producer_id=current.producer_id,
             expected=Status.FAILED,
             target=Status.QUEUED,
             entry=entry,

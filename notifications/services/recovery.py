@@ -70,6 +70,7 @@ def messages_reconcile(
         try:
             store.transition(
                 message.id,
+                producer_id=message.producer_id,
                 expected=Status.PROCESSING,
                 target=Status.QUEUED,
                 entry=entry,

@@ -1,11 +1,12 @@
 """DynamoDB access: the only package that knows keys, indexes and expressions.
 
 `MessageStore` is the interface the rest of Herald uses. Behind it:
-- `items`: keys and (de)serialisation of message and attempt items, index sharding;
-- `schema`: the table definition (`ensure_table`);
+- `items`: keys and (de)serialisation of the status, request and log items, index sharding;
+- `schema`: the table definition and its five listing indexes (`ensure_table`);
 - `table`: the one call path (every request through `aws.call`), query paging, batch reads;
-- `messages`: reads and guarded writes (put, get, transition, reschedule, attempts);
-- `listing`: newest-first listings across index shards, counts;
+- `messages`: reads and guarded writes (put, get, get_full, with_request, transition with the
+  attempt log riding on it, reschedule);
+- `listing`: newest-first listings, one index per question, a page bounded by its size;
 - `statistics` (with `pending`): the dashboard's aggregates, kept up to date after each write;
 - `retention`: when finished messages expire (DynamoDB TTL);
 - `allowances`: fleet-wide usage counters per time window (producers' intake limits).
@@ -24,7 +25,7 @@ from notifications.clock import Clock, system_clock
 from notifications.domain import DeliveryStatistics, Status
 from notifications.store import items
 from notifications.store.allowances import Allowances
-from notifications.store.items import INDEX_SHARDS
+from notifications.store.items import index_shards
 from notifications.store.listing import MessageListing
 from notifications.store.messages import MessageRecords
 from notifications.store.retention import Retention
@@ -32,7 +33,7 @@ from notifications.store.schema import ensure_table
 from notifications.store.statistics import RECENT_FAILURE_SLOTS, StatusStatistics
 from notifications.store.table import Table
 
-__all__ = ["INDEX_SHARDS", "RECENT_FAILURE_SLOTS", "MessageStore", "default_store"]
+__all__ = ["index_shards", "RECENT_FAILURE_SLOTS", "MessageStore", "default_store"]
 
 
 class MessageStore(MessageRecords, MessageListing):

@@ -1,16 +1,22 @@
-"""Items and keys: how a Message and its Attempts are laid out as DynamoDB items.
+"""Items and keys: how a Message, its request and its log are laid out as DynamoDB items.
 
-Table layout (one table, composite key):
-  pk = message id, sk = "MESSAGE"            the message itself (request, status, lease, history)
-  pk = message id, sk = "ATTEMPT#00001"      one item per delivery attempt (the attempt log)
+One table, composite key; every item of a message shares its partition (pk = message id):
+  sk = "MESSAGE"     the status item: status, lease, schedule, counts, the listing's fields (target
+                     URL, method, metadata), and the recent log (history entries and attempts).
+                     Every status change rewrites this item only, so its cost does not grow with
+                     the request's body.
+  sk = "REQUEST#<fingerprint>"  the request's headers and body, written once at intake and never updated. A
+                     request of at most INLINE_REQUEST_BYTES stays in the status item instead (one
+                     write less at intake, one read less at delivery, under 1 KB more per change).
+  sk = "LOG#00001"   older log entries, moved out of the status item in one transaction when its
+                     log passes LOG_SPILL_BYTES, so the status item stays small however often a
+                     message is retried, held or requeued.
 
-Two global secondary indexes serve "newest first" listings. Both are *sharded*: the partition key is
-`<status or producer>#<n>` with n = hash(message id) mod INDEX_SHARDS. A plain `status` partition key
-would put every write of, say, COMPLETED on one partition value, which caps a real table at roughly
-1,000 writes/s for that status and throttles the base table behind it. With 8 shards each status
-spreads over 8 partition values (about 8,000 writes/s); a listing reads one page from each shard and
-merges them by `gsi_created` (`<created_at>#<id>`, unique and time ordered). Only message items carry
-the index attributes, so attempt items never appear in the indexes (sparse).
+Five global secondary indexes answer the listings, each keyed `<question>#<shard>` and sorted on
+`gsi_created` (`<created_at>#<id>`, unique and time ordered); see `schema`. Sharding spreads one
+status (or one producer, one host) over `DYNAMODB_INDEX_SHARDS` partition values: a partition key
+value takes about 1,000 writes a second, and a listing reads one page from each shard and merges
+them. Only status items carry the index attributes (the indexes are sparse).
 
 Text is stored as UTF-8 (JSON without ASCII escapes: `\\ud83d\\ude00` would take 12 bytes for a
 4-byte emoji), and `item_size` counts an item as DynamoDB does, so that the store can refuse an
@@ -21,10 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from django.conf import settings
 
 from notifications.domain import (
     Attempt,
@@ -36,18 +44,31 @@ from notifications.domain import (
 )
 
 MESSAGE_SK = "MESSAGE"
-ATTEMPT_SK_PREFIX = "ATTEMPT#"
+REQUEST_SK = "REQUEST"
+LOG_SK_PREFIX = "LOG#"
 STATUS_INDEX = "status-index"
+PRODUCER_STATUS_INDEX = "producer-status-index"
 PRODUCER_INDEX = "producer-index"
-# Fixed for the life of a table: changing it would hide items written under the old shard count.
-INDEX_SHARDS = 8
+HOST_INDEX = "host-index"
+CREATED_INDEX = "created-index"
+# A request (headers, body) this small is kept in the status item.
+INLINE_REQUEST_BYTES = 512
+# The status item's log (history and attempts) is moved to a LOG item past this size.
+LOG_SPILL_BYTES = 6 * 1024
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
-def shard_of(message_id: str) -> int:
-    return int(hashlib.sha256(message_id.encode()).hexdigest()[:8], 16) % INDEX_SHARDS
+def index_shards() -> int:
+    """Partition values per index question (DYNAMODB_INDEX_SHARDS). Fixed for the life of a
+    table: items written under another count would be missing from listings."""
+    return settings.DYNAMODB_INDEX_SHARDS
+
+
+def shard_of(message_id: str, shards: int | None = None) -> int:
+    digest = int(hashlib.sha256(message_id.encode()).hexdigest()[:8], 16)
+    return digest % (shards or index_shards())
 
 
 def status_partition(status: Status, message_id: str) -> str:
@@ -55,8 +76,18 @@ def status_partition(status: Status, message_id: str) -> str:
     return f"{status.value}#{shard_of(message_id)}"
 
 
-def message_key(message_id: str) -> dict[str, Any]:
-    return serialize({"pk": message_id, "sk": MESSAGE_SK})
+def producer_status_partition(producer_id: str, status: Status, message_id: str) -> str:
+    return f"{producer_id}#{status.value}#{shard_of(message_id)}"
+
+
+def request_sort_key(fingerprint: str) -> str:
+    """The request item's sort key: named after the request's fingerprint, so that a different
+    request under a used idempotency key cannot overwrite the one accepted."""
+    return f"{REQUEST_SK}#{fingerprint[:32]}"
+
+
+def message_key(message_id: str, sort_key: str = MESSAGE_SK) -> dict[str, Any]:
+    return serialize({"pk": message_id, "sk": sort_key})
 
 
 def position(message: Message) -> str:
@@ -72,7 +103,22 @@ def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _deserializer.deserialize(value) for key, value in item.items()}
 
 
-def message_to_item(message: Message) -> dict[str, Any]:
+def _request_fields(request: DeliveryRequest) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "headers": dict(request.headers),
+        "body_is_json": request.body_is_json,
+    }
+    if request.body is not None:
+        fields["body"] = request.body
+    return fields
+
+
+def message_to_items(
+    message: Message, *, aux_expires_at: int | None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The status item and, unless the request is small enough to stay inline, the request
+    item. `aux_expires_at` is when the request item (and later log items) may go: late enough
+    to outlive the message (see `Retention.aux_expiry`)."""
     request = message.request
     values: dict[str, Any] = {
         "pk": message.id,
@@ -80,24 +126,27 @@ def message_to_item(message: Message) -> dict[str, Any]:
         "producer_id": message.producer_id,
         "status": message.status.value,
         "gsi_status": status_partition(message.status, message.id),
+        "gsi_producer_status": producer_status_partition(
+            message.producer_id, message.status, message.id
+        ),
         "gsi_producer": f"{message.producer_id}#{shard_of(message.id)}",
+        "gsi_host": f"{request.host}#{shard_of(message.id)}",
+        "gsi_all": f"all#{shard_of(message.id)}",
         "gsi_created": position(message),
         "created_at": message.created_at,
         "updated_at": message.updated_at,
         "target_url": request.url,
         "target_host": request.host,
         "method": request.method,
-        "headers": dict(request.headers),
-        "body_is_json": request.body_is_json,
         "metadata_json": json.dumps(message.metadata, separators=(",", ":"), ensure_ascii=False),
         "fingerprint": message.fingerprint,
         "attempt_count": message.attempt_count,
         "budget_attempts": message.budget_attempts,
         "budget_started_at": message.budget_started_at,
         "history": [entry.as_dict() for entry in message.history],
+        "attempts": [],
     }
     optional = {
-        "body": request.body,
         "idempotency_key": message.idempotency_key,
         "last_error": message.last_error,
         "last_error_code": message.last_error_code,
@@ -107,21 +156,47 @@ def message_to_item(message: Message) -> dict[str, Any]:
         "expires_at": message.expires_at,
     }
     values.update({key: value for key, value in optional.items() if value is not None})
-    return serialize(values)
+    fields = _request_fields(request)
+    if item_size(serialize(fields)) <= INLINE_REQUEST_BYTES:
+        values.update(fields)
+        return serialize(values), None
+    values["request_apart"] = True
+    if aux_expires_at is not None:
+        values["aux_expires_at"] = aux_expires_at
+    request_values: dict[str, Any] = {
+        "pk": message.id,
+        "sk": request_sort_key(message.fingerprint),
+        **fields,
+    }
+    if aux_expires_at is not None:
+        request_values["expires_at"] = aux_expires_at
+    return serialize(values), serialize(request_values)
 
 
-def item_to_message(item: Mapping[str, Any]) -> Message:
+def item_to_message(
+    item: Mapping[str, Any],
+    *,
+    request_item: Mapping[str, Any] | None = None,
+    log_items: Sequence[Mapping[str, Any]] = (),
+) -> Message:
+    """A Message from its status item (or a status-index item: what that projects), with the
+    request from `request_item` when it is kept apart, and the history of `log_items` (in
+    order) before the status item's own. Without the request item, a request kept apart comes
+    back with `request_loaded` False: headers and body not read."""
     data = deserialize(item)
+    source = deserialize(request_item) if request_item is not None else data
+    history = [entry for log in log_items for entry in deserialize(log).get("history") or ()]
+    history.extend(data.get("history") or ())
     return Message(
         id=data["pk"],
         producer_id=data["producer_id"],
         status=Status(data["status"]),
         request=DeliveryRequest(
-            url=data["target_url"],
-            method=data["method"],
-            headers=dict(data.get("headers") or {}),
-            body=data.get("body"),
-            body_is_json=bool(data.get("body_is_json")),
+            url=data.get("target_url", ""),
+            method=data.get("method", ""),
+            headers=dict(source.get("headers") or {}),
+            body=source.get("body"),
+            body_is_json=bool(source.get("body_is_json")),
         ),
         created_at=data["created_at"],
         updated_at=data["updated_at"],
@@ -137,14 +212,27 @@ def item_to_message(item: Mapping[str, Any]) -> Message:
         lease_token=data.get("lease_token"),
         lease_expires_at=data.get("lease_expires_at"),
         expires_at=int(data["expires_at"]) if data.get("expires_at") is not None else None,
-        history=tuple(HistoryEntry.from_dict(entry) for entry in data.get("history") or ()),
+        history=tuple(HistoryEntry.from_dict(entry) for entry in history),
+        request_loaded="headers" in source,
+        aux_expires_at=int(data["aux_expires_at"]) if data.get("aux_expires_at") else None,
     )
 
 
-def attempt_to_item(message_id: str, attempt: Attempt, *, expires_at: int | None) -> dict[str, Any]:
+def with_request(message: Message, request_item: Mapping[str, Any]) -> Message:
+    """`message` with the headers and body of its request item."""
+    fields = deserialize(request_item)
+    request = replace(
+        message.request,
+        headers=dict(fields.get("headers") or {}),
+        body=fields.get("body"),
+        body_is_json=bool(fields.get("body_is_json")),
+    )
+    return replace(message, request=request, request_loaded=True)
+
+
+def attempt_record(attempt: Attempt) -> dict[str, Any]:
+    """An attempt as an element of the status item's `attempts` list (plain values)."""
     values: dict[str, Any] = {
-        "pk": message_id,
-        "sk": f"{ATTEMPT_SK_PREFIX}{attempt.number:05d}",
         "number": attempt.number,
         "started_at": attempt.started_at,
         "duration_ms": attempt.duration_ms,
@@ -159,13 +247,19 @@ def attempt_to_item(message_id: str, attempt: Attempt, *, expires_at: int | None
         values["error"] = attempt.error
     if attempt.error_code is not None:
         values["error_code"] = attempt.error_code.value
-    if expires_at is not None:
-        values["expires_at"] = expires_at
-    return serialize(values)
+    return values
 
 
-def item_to_attempt(item: Mapping[str, Any]) -> Attempt:
-    data = deserialize(item)
+def attempts_of(
+    item: Mapping[str, Any], log_items: Sequence[Mapping[str, Any]] = ()
+) -> list[Attempt]:
+    """The attempt log: the LOG items' attempts (in order), then the status item's."""
+    records = [record for log in log_items for record in deserialize(log).get("attempts") or ()]
+    records.extend(deserialize(item).get("attempts") or ())
+    return [_attempt(record) for record in records]
+
+
+def _attempt(data: Mapping[str, Any]) -> Attempt:
     status_code = data.get("status_code")
     return Attempt(
         number=int(data["number"]),
@@ -179,6 +273,11 @@ def item_to_attempt(item: Mapping[str, Any]) -> Attempt:
         response_headers=dict(data.get("response_headers") or {}),
         response_snippet=data.get("response_snippet", ""),
     )
+
+
+def log_size(item: Mapping[str, Any]) -> int:
+    """The bytes the status item's log (history and attempts) takes."""
+    return item_size({name: item[name] for name in ("history", "attempts") if name in item})
 
 
 def _reason(value: str | None) -> FailureReason | None:

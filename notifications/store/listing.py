@@ -1,9 +1,16 @@
-"""Listings across the sharded indexes: newest first (or, for the "newer" direction of cursor
-pagination, oldest first and turned around), by status, by producer, optionally filtered.
+"""Listings: newest first (or, for the "newer" direction of cursor pagination, oldest first and
+turned around), by status, by producer, by producer and status, by target host, or all.
 
-A listing reads up to `limit` items from each shard partition it needs (one Query page each, more
-only when a filter discarded items) and merges them by `gsi_created`. A target host is a filter:
-it reads and discards other hosts' items, fine for an operator's search, not for a hot path.
+Each question has an index of its own (see `schema`), so a page never filters: it reads one
+Query page of at most `limit` keys from each shard partition of that index, merges them by
+`gsi_created`, keeps the first `limit`, and reads those status items in one BatchGetItem. A page
+therefore costs about `limit x shards` small index items plus `limit` status items, however many
+messages the table holds. Rows whose status moved on since the index was written (indexes are
+eventually consistent) are left out of a listing by status; a host search combined with a status
+or a producer keeps the rows that match, so its pages may come back short (still bounded).
+
+`iter_status` (reconcile, requeue of everything FAILED) reads only the status index, which
+projects the fields those decisions need.
 """
 
 from __future__ import annotations
@@ -15,37 +22,52 @@ from typing import Any
 
 from notifications.domain import Message, Status
 from notifications.store.items import (
-    INDEX_SHARDS,
+    CREATED_INDEX,
+    HOST_INDEX,
+    MESSAGE_SK,
     PRODUCER_INDEX,
+    PRODUCER_STATUS_INDEX,
     STATUS_INDEX,
+    index_shards,
     item_to_message,
     serialize,
 )
+from notifications.store.schema import INDEX_KEYS
 from notifications.store.table import Table
 
 
 @dataclass(frozen=True)
-class _Partitions:
-    """Which index a listing reads, its key attribute, the partitions, and the filters."""
+class _Plan:
+    """Which index a listing reads, its partition values, and what rows must match."""
 
     index: str
-    key_attribute: str
     values: list[str]
-    filters: dict[str, str]
+    status: Status | None
+    producer_id: str | None
+    target_host: str | None
+
+    def keeps(self, message: Message) -> bool:
+        return (
+            (self.status is None or message.status == self.status)
+            and (self.producer_id is None or message.producer_id == self.producer_id)
+            and (self.target_host is None or message.request.host == self.target_host)
+        )
 
 
-def _partitions(
-    status: Status | None, producer_id: str | None, target_host: str | None
-) -> _Partitions:
-    filters = {"target_host": target_host} if target_host else {}
-    if producer_id is not None:
-        if status:
-            filters["status"] = status.value
-        values = [f"{producer_id}#{n}" for n in range(INDEX_SHARDS)]
-        return _Partitions(PRODUCER_INDEX, "gsi_producer", values, filters)
-    statuses = [status] if status is not None else list(Status)
-    values = [f"{s.value}#{n}" for s in statuses for n in range(INDEX_SHARDS)]
-    return _Partitions(STATUS_INDEX, "gsi_status", values, filters)
+def _plan(status: Status | None, producer_id: str | None, target_host: str | None) -> _Plan:
+    shards = range(index_shards())
+    if target_host:
+        index, values = HOST_INDEX, [f"{target_host}#{n}" for n in shards]
+    elif producer_id is not None and status is not None:
+        index = PRODUCER_STATUS_INDEX
+        values = [f"{producer_id}#{status.value}#{n}" for n in shards]
+    elif producer_id is not None:
+        index, values = PRODUCER_INDEX, [f"{producer_id}#{n}" for n in shards]
+    elif status is not None:
+        index, values = STATUS_INDEX, [f"{status.value}#{n}" for n in shards]
+    else:
+        index, values = CREATED_INDEX, [f"all#{n}" for n in shards]
+    return _Plan(index, values, status, producer_id, target_host or None)
 
 
 def _created(item: Mapping[str, Any]) -> str:
@@ -59,10 +81,6 @@ class MessageListing:
         self._table = table
         self._is_live = is_live
 
-    def _messages(self, items: Iterable[Mapping[str, Any]]) -> list[Message]:
-        messages = (item_to_message(item) for item in items)
-        return [message for message in messages if self._is_live(message)]
-
     def list_messages(
         self,
         *,
@@ -73,18 +91,16 @@ class MessageListing:
         before: str | None = None,
     ) -> tuple[list[Message], str | None]:
         """Messages newest first, optionally of one status, one producer and/or one target host.
+        Rows are read from status items: `request_loaded` is False where the request is kept
+        apart (a listing shows no headers or body).
 
         `before` is the position (`gsi_created`) of the last message of the previous page; the
         second value returned is the position to pass for the next page, or None when there is
         none."""
-        page, has_more = self._read(
-            _partitions(status, producer_id, target_host),
-            limit=limit,
-            newest_first=True,
-            bound=before,
-        )
-        next_before = _created(page[-1]) if page and has_more else None
-        return self._messages(page), next_before
+        plan = _plan(status, producer_id, target_host)
+        keys, has_more = self._read(plan, limit=limit, newest_first=True, bound=before)
+        next_before = _created(keys[-1]) if keys and has_more else None
+        return self._rows(plan, keys), next_before
 
     def list_messages_newer(
         self,
@@ -97,28 +113,30 @@ class MessageListing:
     ) -> tuple[list[Message], bool]:
         """The `limit` messages just newer than `after` (a position), newest first, and whether
         there are newer ones still: the "newer" direction of cursor pagination."""
-        page, has_more = self._read(
-            _partitions(status, producer_id, target_host),
-            limit=limit,
-            newest_first=False,
-            bound=after,
-        )
-        return self._messages(reversed(page)), has_more
+        plan = _plan(status, producer_id, target_host)
+        keys, has_more = self._read(plan, limit=limit, newest_first=False, bound=after)
+        return self._rows(plan, list(reversed(keys))), has_more
 
-    def iter_status(self, status: Status, *, page_size: int = 100) -> Iterable[Message]:
-        """Every message currently in `status`, newest first (for reconciliation and counts)."""
-        before: str | None = None
-        while True:
-            page, before = self.list_messages(status=status, limit=page_size, before=before)
-            yield from page
-            if before is None:
-                return
+    def iter_status(self, status: Status) -> Iterable[Message]:
+        """Every message currently in `status`, in no particular order, from the status index
+        alone: each comes with the fields the index projects (`schema.STATUS_INDEX_FIELDS`:
+        producer, target, created/updated, attempt count, next attempt, lease expiry), not the
+        request, history or errors. For decisions that then act through a guarded transition."""
+        for shard in range(index_shards()):
+            for item in self._table.query_items(
+                IndexName=STATUS_INDEX,
+                KeyConditionExpression="gsi_status = :key",
+                ExpressionAttributeValues=serialize({":key": f"{status.value}#{shard}"}),
+            ):
+                message = item_to_message(item)
+                if message.status == status and self._is_live(message):
+                    yield message
 
     def count_status(self, status: Status) -> int:
         """Exact count of one status: a COUNT query per shard (reads the index, returns no
         items). It reads every index item of the status; the dashboard uses the maintained
         counters instead (see `store.statistics`)."""
-        return sum(self.count_shard(status, shard) for shard in range(INDEX_SHARDS))
+        return sum(self.count_shard(status, shard) for shard in range(index_shards()))
 
     def count_shard(self, status: Status, shard: int) -> int:
         pages = self._table.query_pages(
@@ -129,16 +147,27 @@ class MessageListing:
         )
         return sum(response.get("Count", 0) for response in pages)
 
+    def _rows(self, plan: _Plan, keys: list[dict[str, Any]]) -> list[Message]:
+        """The page's messages in the order of `keys`, from one BatchGetItem of their status
+        items; rows that no longer match the listing, or are past retention, left out."""
+        if not keys:
+            return []
+        ids = [key["pk"]["S"] for key in keys]
+        found = {
+            item["pk"]["S"]: item
+            for item in self._table.batch_get([{"pk": id_, "sk": MESSAGE_SK} for id_ in ids])
+        }
+        rows = (item_to_message(found[id_]) for id_ in ids if id_ in found)
+        return [message for message in rows if plan.keeps(message) and self._is_live(message)]
+
     def _read(
-        self, partitions: _Partitions, *, limit: int, newest_first: bool, bound: str | None
+        self, plan: _Plan, *, limit: int, newest_first: bool, bound: str | None
     ) -> tuple[list[dict[str, Any]], bool]:
-        """Up to `limit` items across the partitions, in the reading direction, strictly beyond
-        `bound`; and whether more remain."""
+        """Up to `limit` index keys across the partitions, in the reading direction, strictly
+        beyond `bound`; and whether more remain. One Query per partition."""
         reads = [
-            self._read_partition(
-                partitions, value, limit=limit, newest_first=newest_first, bound=bound
-            )
-            for value in partitions.values
+            self._read_partition(plan, value, limit=limit, newest_first=newest_first, bound=bound)
+            for value in plan.values
         ]
         merged = list(
             heapq.merge(*(items for items, _ in reads), key=_created, reverse=newest_first)
@@ -147,44 +176,24 @@ class MessageListing:
         return merged[:limit], has_more
 
     def _read_partition(
-        self,
-        partitions: _Partitions,
-        value: str,
-        *,
-        limit: int,
-        newest_first: bool,
-        bound: str | None,
+        self, plan: _Plan, value: str, *, limit: int, newest_first: bool, bound: str | None
     ) -> tuple[list[dict[str, Any]], bool]:
-        """Up to `limit` items of one partition in the reading direction (newest first: older than
+        """Up to `limit` keys of one partition in the reading direction (newest first: older than
         `bound`; oldest first: newer than `bound`), and whether the partition has more."""
-        names = {"#key": partitions.key_attribute}
+        names = {"#key": INDEX_KEYS[plan.index]}
         values: dict[str, Any] = {":key": value}
         condition = "#key = :key"
         if bound:
             names["#created"] = "gsi_created"
             values[":bound"] = bound
             condition += f" AND #created {'<' if newest_first else '>'} :bound"
-        query: dict[str, Any] = {}
-        if partitions.filters:
-            clauses = []
-            for position, (name, wanted) in enumerate(sorted(partitions.filters.items())):
-                names[f"#filter{position}"] = name
-                values[f":filter{position}"] = wanted
-                clauses.append(f"#filter{position} = :filter{position}")
-            query["FilterExpression"] = " AND ".join(clauses)
-        items: list[dict[str, Any]] = []
-        more = False
-        for response in self._table.query_pages(
-            IndexName=partitions.index,
+        response = self._table.call(
+            "query",
+            IndexName=plan.index,
             KeyConditionExpression=condition,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=serialize(values),
             ScanIndexForward=not newest_first,
             Limit=limit,
-            **query,
-        ):
-            items.extend(response.get("Items", []))
-            more = "LastEvaluatedKey" in response
-            if len(items) >= limit:
-                break
-        return items[:limit], more or len(items) > limit
+        )
+        return response.get("Items", []), "LastEvaluatedKey" in response

@@ -1,13 +1,17 @@
-"""Message reads and guarded writes: put a new message, read one or many, append an attempt,
-change a status (the only write that does), move a waiting message's `next_attempt_at`.
+"""Message reads and guarded writes: put a new message, read one or many (with or without its
+request and older log), change a status (the only write that does, appending an attempt when
+there was one), move a waiting message's `next_attempt_at`.
 
-Every status change is one conditional UpdateItem naming the expected current status; a failed
-condition comes back as `TransitionConflict` carrying the item as it is (ALL_OLD).
+Every status change is one conditional UpdateItem of the status item naming the expected current
+status; a failed condition comes back as `TransitionConflict` carrying the item as it is
+(ALL_OLD). The request item is written once and never touched again (but for the rare extension
+of its expiry).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from notifications import aws
@@ -25,16 +29,23 @@ from notifications.domain import (
     parse_timestamp,
 )
 from notifications.store.items import (
-    ATTEMPT_SK_PREFIX,
+    LOG_SK_PREFIX,
+    LOG_SPILL_BYTES,
     MESSAGE_SK,
-    attempt_to_item,
+    REQUEST_SK,
+    attempt_record,
+    attempts_of,
+    deserialize,
     item_size,
-    item_to_attempt,
     item_to_message,
+    log_size,
     message_key,
-    message_to_item,
+    message_to_items,
+    producer_status_partition,
+    request_sort_key,
     serialize,
     status_partition,
+    with_request,
 )
 from notifications.store.retention import Retention
 from notifications.store.table import Table
@@ -53,12 +64,15 @@ MUTABLE_FIELDS = frozenset(
     }
 )
 
-# DynamoDB refuses items over 400 KB. A message item grows after it is written (history entries,
-# the last error, the lease), so a new one must leave room for that: 16 KiB is about 80 status
-# changes.
+# DynamoDB refuses items over 400 KB. The request item is never rewritten; the status item grows
+# (history entries and attempts, until they move to a LOG item at LOG_SPILL_BYTES, the last
+# error, the lease), so a new one must leave room for that.
 MAX_ITEM_BYTES = 400 * 1024
 GROWTH_RESERVE_BYTES = 16 * 1024
 MAX_NEW_MESSAGE_BYTES = MAX_ITEM_BYTES - GROWTH_RESERVE_BYTES
+
+# Status items of a batch written at a time (each its own conditional PutItem).
+PARALLEL_WRITES = 8
 
 # Called after a write that set a status: the message as written, and the status it left.
 Arrival = Callable[[Message, Status | None], None]
@@ -84,19 +98,64 @@ class MessageRecords:
         return message if message is None or self.is_live(message) else None
 
     def put_new(self, message: Message) -> None:
-        """Store a new message. The condition makes the id a deduplication key: with an
-        idempotency key the id is derived from (producer, key), so concurrent identical requests
-        race on this one write and exactly one wins; the losers get `MessageExists`. An item
-        too large to store (with room to grow) is refused before anything is written:
-        `MessageTooLarge`."""
-        item = message_to_item(message)
-        size = item_size(item)
+        """Store a new message: its request item (unless inline), then its status item. The
+        status item's condition makes the id a deduplication key: with an idempotency key the id
+        is derived from (producer, key), so concurrent identical requests race on this one write
+        and exactly one wins; the losers get `MessageExists`. The request item's sort key names
+        the request's fingerprint, so a different request under a used key never overwrites the
+        one the message was accepted with (it leaves an item that TTL removes). An item too large
+        to store (with room to grow) is refused before anything is written: `MessageTooLarge`."""
+        status_item, request_item = self._items_for(message)
+        if request_item is not None:
+            self._table.call("put_item", Item=request_item)
+        self._put_status(message, status_item)
+
+    def put_new_many(self, messages: Sequence[Message]) -> list[Exception | None]:
+        """Store new messages as `put_new` does, for a batch: the request items kept apart in
+        BatchWriteItem calls of 25, then each status item's conditional PutItem (a few at a time).
+        Returns, per message, None when it was stored, else what `put_new` would have raised
+        (`MessageExists`, `MessageTooLarge`, `aws.AWSUnavailable`); one message's failure does
+        not stop the others."""
+        outcomes: list[Exception | None] = [None] * len(messages)
+        prepared: list[tuple[int, dict[str, Any], dict[str, Any] | None]] = []
+        for index, message in enumerate(messages):
+            try:
+                status_item, request_item = self._items_for(message)
+            except MessageTooLarge as too_large:
+                outcomes[index] = too_large
+                continue
+            prepared.append((index, status_item, request_item))
+        apart = [(index, request) for index, _, request in prepared if request is not None]
+        written = self._table.batch_put([request for _, request in apart])
+        unwritten = {index for (index, _), ok in zip(apart, written, strict=True) if not ok}
+        for index in unwritten:
+            outcomes[index] = aws.AWSUnavailable("DynamoDB BatchWriteItem: request not stored")
+
+        def put(entry: tuple[int, dict[str, Any], dict[str, Any] | None]) -> None:
+            index, status_item, _ = entry
+            try:
+                self._put_status(messages[index], status_item)
+            except (MessageExists, aws.AWSUnavailable) as failure:
+                outcomes[index] = failure
+
+        with ThreadPoolExecutor(PARALLEL_WRITES) as pool:
+            list(pool.map(put, [entry for entry in prepared if entry[0] not in unwritten]))
+        return outcomes
+
+    def _items_for(self, message: Message) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        status_item, request_item = message_to_items(
+            message, aux_expires_at=self._retention.aux_expiry(self._clock.now())
+        )
+        size = max(item_size(status_item), item_size(request_item or {}) + GROWTH_RESERVE_BYTES)
         if size > MAX_NEW_MESSAGE_BYTES:
             raise MessageTooLarge(size, MAX_NEW_MESSAGE_BYTES)
+        return status_item, request_item
+
+    def _put_status(self, message: Message, status_item: dict[str, Any]) -> None:
         try:
             self._table.call(
                 "put_item",
-                Item=item,
+                Item=status_item,
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -108,14 +167,32 @@ class MessageRecords:
         self._on_arrival(message, None)
 
     def get(self, message_id: str) -> Message | None:
+        """The message from its status item (one strongly consistent read). A request kept in an
+        item of its own is not read (`request_loaded` False; see `with_request`), nor the older
+        history in LOG items (see `get_full`)."""
         response = self._table.call("get_item", Key=message_key(message_id), ConsistentRead=True)
         item = response.get("Item")
         return self._live(item_to_message(item)) if item else None
 
-    def get_with_attempts(self, message_id: str) -> tuple[Message | None, list[Attempt]]:
-        """The message and its attempt log, in one consistent Query on the partition."""
-        message = None
-        attempts = []
+    def with_request(self, message: Message) -> Message:
+        """`message` with its request's headers and body (one read when they are kept apart).
+        The request item is immutable, so an eventually consistent read serves unless it was
+        written a moment ago; then the read is repeated strongly consistent."""
+        if message.request_loaded:
+            return message
+        key = message_key(message.id, request_sort_key(message.fingerprint))
+        for consistent in (False, True):
+            item = self._table.call("get_item", Key=key, ConsistentRead=consistent).get("Item")
+            if item:
+                return with_request(message, item)
+        raise aws.AWSUnavailable(f"the request item of {message.id} is missing")
+
+    def get_full(self, message_id: str) -> tuple[Message | None, list[Attempt]]:
+        """The message with its request, its whole history and its attempt log: one strongly
+        consistent Query on the message's partition (status, request and LOG items)."""
+        status_item = None
+        requests: dict[str, dict[str, Any]] = {}
+        logs = []
         for item in self._table.query_items(
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues=serialize({":pk": message_id}),
@@ -123,13 +200,26 @@ class MessageRecords:
         ):
             sort_key = item["sk"]["S"]
             if sort_key == MESSAGE_SK:
-                message = self._live(item_to_message(item))
-            elif sort_key.startswith(ATTEMPT_SK_PREFIX):
-                attempts.append(item_to_attempt(item))
-        return message, attempts if message else []
+                status_item = item
+            elif sort_key.startswith(REQUEST_SK):
+                requests[sort_key] = item
+            elif sort_key.startswith(LOG_SK_PREFIX):
+                logs.append(item)  # in sort-key order: LOG#00001, LOG#00002, ...
+        if status_item is None:
+            return None, []
+        fingerprint = deserialize({"f": status_item.get("fingerprint", {"S": ""})})["f"]
+        message = self._live(
+            item_to_message(
+                status_item,
+                request_item=requests.get(request_sort_key(fingerprint)),
+                log_items=logs,
+            )
+        )
+        return (message, attempts_of(status_item, logs)) if message else (None, [])
 
     def get_many(self, message_ids: Iterable[str]) -> list[Message]:
-        """The messages that exist among `message_ids` (one BatchGetItem per 100), in no order."""
+        """The messages that exist among `message_ids` (one BatchGetItem per 100), in no order;
+        read from their status items (see `get`)."""
         keys = [{"pk": message_id, "sk": MESSAGE_SK} for message_id in dict.fromkeys(message_ids)]
         messages = (self._live(item_to_message(item)) for item in self._table.batch_get(keys))
         return [message for message in messages if message is not None]
@@ -147,16 +237,11 @@ class MessageRecords:
             if "expires_at" not in item or int(item["expires_at"]["N"]) > now
         }
 
-    def put_attempt(self, message_id: str, attempt: Attempt) -> None:
-        expires_at = self._retention.attempt_expiry(parse_timestamp(attempt.started_at))
-        self._table.call(
-            "put_item", Item=attempt_to_item(message_id, attempt, expires_at=expires_at)
-        )
-
     def transition(
         self,
         message_id: str,
         *,
+        producer_id: str,
         expected: Status,
         target: Status,
         entry: HistoryEntry,
@@ -165,8 +250,10 @@ class MessageRecords:
         lease_expired_before: str | None = None,
         due_by: str | None = None,
         increments: Mapping[str, int] | None = None,
+        attempt: Attempt | None = None,
     ) -> Message:
-        """Move a message from `expected` to `target` in one conditional UpdateItem.
+        """Move a message from `expected` to `target` in one conditional UpdateItem of its status
+        item (the request item is not touched, whatever its size).
 
         The condition names the expected status so two actors racing on the same message cannot
         both win (a worker claiming while an operator requeues, two workers claiming the same SQS
@@ -175,7 +262,12 @@ class MessageRecords:
         `lease_expired_before` requires the lease to have expired before that instant (re-claiming
         a PROCESSING message); `due_by` requires `next_attempt_at`, if set, to be no later than
         that instant. `changes` sets other fields (a None value removes the attribute);
-        `increments` adds to numeric ones.
+        `increments` adds to numeric ones; `attempt` is appended to the attempt log in the same
+        write. `producer_id` places the message in the producer's status index partition (the
+        condition checks it is the message's producer).
+
+        The returned message is read from the status item: `request_loaded` is False when the
+        request is kept apart (see `with_request`).
         """
         check_transition(expected, target)
         changes = dict(changes or {})
@@ -184,11 +276,13 @@ class MessageRecords:
         if unknown:
             raise ValueError(f"transition cannot change {sorted(unknown)}")
 
-        names = {"#status": "status", "#history": "history"}
+        names = {"#status": "status", "#history": "history", "#producer": "producer_id"}
         values: dict[str, Any] = {
             ":expected": expected.value,
             ":target": target.value,
+            ":producer": producer_id,
             ":gsi_status": status_partition(target, message_id),
+            ":gsi_producer_status": producer_status_partition(producer_id, target, message_id),
             ":updated_at": entry.at,
             ":entry": [entry.as_dict()],
             ":empty": [],
@@ -196,9 +290,16 @@ class MessageRecords:
         assignments = [
             "#status = :target",
             "gsi_status = :gsi_status",
+            "gsi_producer_status = :gsi_producer_status",
             "updated_at = :updated_at",
             "#history = list_append(if_not_exists(#history, :empty), :entry)",
         ]
+        if attempt is not None:
+            names["#attempts"] = "attempts"
+            values[":attempt"] = [attempt_record(attempt)]
+            assignments.append(
+                "#attempts = list_append(if_not_exists(#attempts, :empty), :attempt)"
+            )
         removals = []
         # A finished message is kept for the retention period; one that moves on again is not.
         expiry = self._retention.message_expiry(parse_timestamp(entry.at))
@@ -225,7 +326,7 @@ class MessageRecords:
         if additions:
             expression += " ADD " + ", ".join(additions)
 
-        conditions = ["attribute_exists(pk)", "#status = :expected"]
+        conditions = ["attribute_exists(pk)", "#status = :expected", "#producer = :producer"]
         if lease_token is not None:
             names["#lease"] = "lease_token"
             values[":lease"] = lease_token
@@ -253,10 +354,108 @@ class MessageRecords:
         except aws.ConditionFailed as failure:
             current = item_to_message(failure.item) if failure.item else None
             raise TransitionConflict(message_id, expected, current) from None
-        updated = item_to_message(response["Attributes"])
+        item = response["Attributes"]
+        updated = item_to_message(item)
         if target != expected:
             self._on_arrival(updated, expected)
+        self._keep_log_small(item)
+        if self._retention.needs_aux_extension(
+            updated.expires_at, updated.aux_expires_at, self._clock.now()
+        ):
+            self._extend_aux(item)
         return updated
+
+    def _keep_log_small(self, item: Mapping[str, Any]) -> None:
+        """Move the status item's log to a new LOG item once it passes LOG_SPILL_BYTES: one
+        transaction puts the LOG item and cuts the moved entries from the status item, so no
+        entry is lost or shown twice. Losing a race (another writer moved or appended first) is
+        harmless: the next transition tries again."""
+        if log_size(item) <= LOG_SPILL_BYTES:
+            return
+        data = deserialize(item)
+        message_id = data["pk"]
+        segment = int(data.get("log_segments", 0)) + 1
+        history, attempts = data.get("history") or [], data.get("attempts") or []
+        log_values: dict[str, Any] = {
+            "pk": message_id,
+            "sk": f"{LOG_SK_PREFIX}{segment:05d}",
+            "history": history,
+            "attempts": attempts,
+        }
+        if data.get("aux_expires_at") is not None:
+            log_values["expires_at"] = data["aux_expires_at"]
+        cuts = [f"#history[{n}]" for n in range(len(history))]
+        cuts += [f"#attempts[{n}]" for n in range(len(attempts))]
+        condition = "size(#history) = :h AND size(#attempts) = :a AND "
+        condition += (
+            "attribute_not_exists(log_segments)" if segment == 1 else "log_segments = :prev"
+        )
+        values: dict[str, Any] = {":h": len(history), ":a": len(attempts), ":segment": segment}
+        if segment > 1:
+            values[":prev"] = segment - 1
+        try:
+            aws.call(
+                "dynamodb",
+                "transact_write_items",
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": serialize(log_values),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table.name,
+                            "Key": message_key(message_id),
+                            "UpdateExpression": "SET log_segments = :segment REMOVE "
+                            + ", ".join(cuts),
+                            "ConditionExpression": condition,
+                            "ExpressionAttributeNames": {
+                                "#history": "history",
+                                "#attempts": "attempts",
+                            },
+                            "ExpressionAttributeValues": serialize(values),
+                        }
+                    },
+                ],
+            )
+        except (aws.ConditionFailed, aws.AWSUnavailable, aws.AWSRefused):
+            return  # changed meanwhile, or AWS busy: the log stays where it is until next time
+
+    def _extend_aux(self, item: Mapping[str, Any]) -> None:
+        """Give the request and LOG items a later expiry (see `Retention.needs_aux_extension`):
+        the rare message that outlives them. Best effort: the next transition tries again."""
+        data = deserialize(item)
+        until = self._retention.aux_expiry(self._clock.now())
+        if until is None:
+            return
+        if data.get("expires_at") is not None:
+            until = max(until, int(data["expires_at"]) + 1)
+        sort_keys = [
+            f"{LOG_SK_PREFIX}{n:05d}" for n in range(1, int(data.get("log_segments", 0)) + 1)
+        ]
+        if data.get("request_apart"):
+            sort_keys.append(request_sort_key(data.get("fingerprint", "")))
+        try:
+            for sort_key in sort_keys:
+                self._table.call(
+                    "update_item",
+                    Key=message_key(data["pk"], sort_key),
+                    UpdateExpression="SET expires_at = :until",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues=serialize({":until": until}),
+                )
+            self._table.call(
+                "update_item",
+                Key=message_key(data["pk"]),
+                UpdateExpression="SET aux_expires_at = :until",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=serialize({":until": until}),
+            )
+        except (aws.ConditionFailed, aws.AWSUnavailable, aws.AWSRefused):
+            return
 
     def reschedule(
         self,

@@ -1,25 +1,81 @@
-"""The table's definition: keys, the two sharded listing indexes, TTL on `expires_at`.
+"""The table's definition: keys, the five sharded listing indexes, TTL on `expires_at`.
 
 `manage.py bootstrap` creates it for development and tests; production creates the same
-definition from infrastructure code.
+definition from deploy/cloudformation/herald.yaml (a test checks that the two agree).
+
+Every index is keyed `<question>#<shard>` / `gsi_created` and carries only what its readers need:
+the status index (the one whose key moves with every status change anyway) includes the few fields
+the reconcile sweeps and counts decide on, so they read no message items; the others are KEYS_ONLY,
+so a status change never writes them (their keys do not change and they project nothing that
+does). A listing page reads its index, then the page's status items in one BatchGetItem.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from notifications import aws
-from notifications.store.items import PRODUCER_INDEX, STATUS_INDEX
+from notifications.store.items import (
+    CREATED_INDEX,
+    HOST_INDEX,
+    PRODUCER_INDEX,
+    PRODUCER_STATUS_INDEX,
+    STATUS_INDEX,
+)
 
-KEY_ATTRIBUTES = ("pk", "sk", "gsi_status", "gsi_producer", "gsi_created")
+# The fields `iter_status` (reconcile, recounts) reads from the status index.
+STATUS_INDEX_FIELDS = (
+    "status",
+    "producer_id",
+    "target_url",
+    "created_at",
+    "updated_at",
+    "attempt_count",
+    "next_attempt_at",
+    "lease_expires_at",
+    "expires_at",
+)
+
+# index name -> partition key attribute; every index sorts on gsi_created.
+INDEX_KEYS = {
+    STATUS_INDEX: "gsi_status",
+    PRODUCER_STATUS_INDEX: "gsi_producer_status",
+    PRODUCER_INDEX: "gsi_producer",
+    HOST_INDEX: "gsi_host",
+    CREATED_INDEX: "gsi_all",
+}
+KEY_ATTRIBUTES = ("pk", "sk", *INDEX_KEYS.values(), "gsi_created")
 
 
-def _index(name: str, partition_key: str) -> dict[str, object]:
+def _projection(index: str) -> dict[str, Any]:
+    if index == STATUS_INDEX:
+        return {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(STATUS_INDEX_FIELDS)}
+    return {"ProjectionType": "KEYS_ONLY"}
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """The CreateTable request for the table (also what the template must describe)."""
     return {
-        "IndexName": name,
-        "KeySchema": [
-            {"AttributeName": partition_key, "KeyType": "HASH"},
-            {"AttributeName": "gsi_created", "KeyType": "RANGE"},
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": "S"} for name in KEY_ATTRIBUTES
         ],
-        "Projection": {"ProjectionType": "ALL"},
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": index,
+                "KeySchema": [
+                    {"AttributeName": partition_key, "KeyType": "HASH"},
+                    {"AttributeName": "gsi_created", "KeyType": "RANGE"},
+                ],
+                "Projection": _projection(index),
+            }
+            for index, partition_key in INDEX_KEYS.items()
+        ],
     }
 
 
@@ -32,23 +88,7 @@ def ensure_table(table_name: str) -> bool:
         if error.code != "ResourceNotFoundException":
             raise
     try:
-        aws.call(
-            "dynamodb",
-            "create_table",
-            TableName=table_name,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"} for name in KEY_ATTRIBUTES
-            ],
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            GlobalSecondaryIndexes=[
-                _index(STATUS_INDEX, "gsi_status"),
-                _index(PRODUCER_INDEX, "gsi_producer"),
-            ],
-        )
+        aws.call("dynamodb", "create_table", **table_definition(table_name))
     except aws.AWSUnavailable as error:
         if error.code == "ResourceInUseException":
             return False  # created concurrently by another bootstrap

@@ -49,7 +49,7 @@ from notifications.domain import (
     format_timestamp,
     parse_timestamp,
 )
-from notifications.store.items import INDEX_SHARDS, deserialize, serialize, shard_of
+from notifications.store.items import deserialize, index_shards, serialize, shard_of
 from notifications.store.pending import PendingCounts
 from notifications.store.table import Table
 
@@ -128,7 +128,7 @@ class StatusStatistics:
         """One UpdateItem adding `deltas` (status -> change) to a random COUNTS item."""
         self._table.call(
             "update_item",
-            Key=_key(f"STATS#COUNTS#{random.randrange(INDEX_SHARDS)}"),
+            Key=_key(f"STATS#COUNTS#{random.randrange(index_shards())}"),
             UpdateExpression="ADD " + ", ".join(f"#s{n} :d{n}" for n in range(len(deltas))),
             ExpressionAttributeNames={f"#s{n}": status for n, status in enumerate(deltas)},
             ExpressionAttributeValues=serialize(
@@ -170,7 +170,7 @@ class StatusStatistics:
         last `hours` hours (whole UTC hours: the current one and the `hours` before it).
         This process's own pending count changes are written first."""
         self.pending_counts.flush()
-        shards = range(INDEX_SHARDS)
+        shards = range(index_shards())
         hour_keys = [format_hour(now - timedelta(hours=back)) for back in range(hours + 1)]
         keys = (
             [f"STATS#COUNTS#{shard}" for shard in shards]
@@ -208,7 +208,7 @@ class StatusStatistics:
         traffic is low. Returns the new totals."""
         self.pending_counts.flush()
         totals = dict.fromkeys(Status, 0)
-        for shard in range(INDEX_SHARDS):
+        for shard in range(index_shards()):
             counts = {status: self._count_shard(status, shard) for status in Status}
             self._table.call(
                 "update_item",

@@ -11,6 +11,7 @@ from notifications.store.items import serialize
 
 BATCH_GET_LIMIT = 100
 BATCH_GET_TRIES = 5
+BATCH_WRITE_LIMIT = 25
 
 
 class Table:
@@ -68,3 +69,32 @@ class Table:
             if pending:
                 raise aws.AWSUnavailable("DynamoDB BatchGetItem left keys unprocessed")
         return items
+
+    def batch_put(self, items: list[dict[str, Any]]) -> list[bool]:
+        """Put `items` (unconditionally) with BatchWriteItem, 25 a call, retrying unprocessed
+        ones; returns, for each item, whether it was written. A chunk that AWS refused or left
+        unprocessed after BATCH_GET_TRIES is reported unwritten, not raised."""
+        written = [False] * len(items)
+        for start in range(0, len(items), BATCH_WRITE_LIMIT):
+            chunk = items[start : start + BATCH_WRITE_LIMIT]
+            pending: dict[str, Any] = {
+                self.name: [{"PutRequest": {"Item": item}} for item in chunk]
+            }
+            try:
+                for _ in range(BATCH_GET_TRIES):
+                    response = aws.call("dynamodb", "batch_write_item", RequestItems=pending)
+                    pending = response.get("UnprocessedItems") or {}
+                    if not pending:
+                        break
+            except aws.AWSUnavailable:
+                continue
+            left = {
+                _identity(request["PutRequest"]["Item"]) for request in pending.get(self.name, [])
+            }
+            for offset, item in enumerate(chunk):
+                written[start + offset] = _identity(item) not in left
+        return written
+
+
+def _identity(item: Mapping[str, Any]) -> tuple[str, str]:
+    return item["pk"]["S"], item["sk"]["S"]

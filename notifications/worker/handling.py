@@ -203,6 +203,7 @@ class MessageHandling:
             )
             self.queue.delete(work.receipt_handle)
             return "held" if held is not None else "lease_lost"
+        message = self.store.with_request(message)  # one read when the request is kept apart
         started = self.clock.now()
         signatures = signature_headers(
             producer.signing_secrets, message.id, int(started.timestamp()), message.request.body

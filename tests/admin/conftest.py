@@ -71,7 +71,12 @@ def put_message() -> Callable[..., Message]:
                 current, target, format_timestamp(system_clock.now()), "worker:tests", "test"
             )
             store.transition(
-                message.id, expected=current, target=target, entry=entry, changes=changes
+                message.id,
+                producer_id=message.producer_id,
+                expected=current,
+                target=target,
+                entry=entry,
+                changes=changes,
             )
             current = target
         return store.get(message.id)

@@ -6,15 +6,13 @@ calls for the queue depths. This test checks that AWS call budget with 10,000 me
 printed, not asserted: timing belongs to `make bench`).
 """
 
-import random
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from notifications import aws
 from notifications.domain import HistoryEntry, Status, format_timestamp
 from notifications.store import default_store
-from notifications.store.items import message_to_item
-from tests.factories import build_message
+from tests.support.seeding import seed_quickly
 
 MESSAGES = 10_000
 SHARE = {
@@ -27,44 +25,19 @@ SHARE = {
 FAILING_NOW = 100  # of them, walked PROCESSING -> FAILED through the store, as a worker does
 
 
-def seed_quickly(count):
-    """Write message items 25 at a time (BatchWriteItem) - far faster than one PutItem each on
-    the stand-in - then let the store recount; returns the ids left PROCESSING."""
-    rng = random.Random(7)
-    store = default_store()
-    client = aws.dynamodb()
-    start = datetime.now(UTC) - timedelta(hours=20)
-    statuses = [status for status, share in SHARE.items() for _ in range(share)]
-    processing, batch = [], []
-    for n in range(count):
-        status = rng.choice(statuses)
-        message = build_message(
-            status=status,
-            producer_id=f"prd_{n % 3 + 1}",
-            created_at=format_timestamp(start + timedelta(seconds=n * 7)),
-            url=f"https://vendor{n % 9}.example.com/hook",
-            last_error="HTTP 503: unavailable" if status == Status.FAILED else None,
-        )
-        if status == Status.PROCESSING:
-            processing.append(message.id)
-        batch.append({"PutRequest": {"Item": message_to_item(message)}})
-        if len(batch) == 25 or n == count - 1:
-            client.batch_write_item(RequestItems={store.table_name: batch})
-            batch = []
-    return processing
-
-
 def test_dashboard_with_10000_messages_makes_a_constant_number_of_aws_calls(console):
     store = default_store()
-    processing = seed_quickly(MESSAGES)
+    seeded = seed_quickly(MESSAGES, SHARE, producers=("prd_1", "prd_2", "prd_3"))
+    processing = [message for message in seeded if message.status == Status.PROCESSING]
     totals = store.recount_status_counters()
     assert sum(totals.values()) == MESSAGES
-    for message_id in processing[:FAILING_NOW]:
+    for message in processing[:FAILING_NOW]:
         entry = HistoryEntry(
             Status.PROCESSING, Status.FAILED, format_timestamp(datetime.now(UTC)), "worker:t", "x"
         )
         store.transition(
-            message_id,
+            message.id,
+            producer_id=message.producer_id,
             expected=Status.PROCESSING,
             target=Status.FAILED,
             entry=entry,

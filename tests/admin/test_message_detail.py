@@ -3,7 +3,7 @@ timeline with actors and reasons, the attempts, the next attempt."""
 
 import dataclasses
 
-from notifications.domain import Attempt, DeliveryRequest, Status
+from notifications.domain import Attempt, DeliveryRequest, HistoryEntry, Status
 from notifications.store import default_store
 from tests.factories import build_message, make_producer
 
@@ -60,36 +60,46 @@ def test_request_is_shown_as_sent_with_secrets_masked(console):
 
 def test_timeline_and_attempts(console, put_message):
     producer, _ = make_producer("billing")
-    failed = put_message(Status.FAILED, producer_id=producer.public_id, error="HTTP 410: gone")
+    message = put_message(Status.PROCESSING, producer_id=producer.public_id)
     store = default_store()
-    store.put_attempt(
-        failed.id,
-        Attempt(
-            number=1,
-            started_at="2026-11-25T10:00:00.000000Z",
-            duration_ms=87,
-            outcome="retry",
-            worker="worker-a",
-            status_code=503,
-            response_snippet="vendor says: maintenance",
-        ),
+    first = Attempt(
+        number=1,
+        started_at="2026-11-25T10:00:00.000000Z",
+        duration_ms=87,
+        outcome="retry",
+        worker="worker-a",
+        status_code=503,
+        response_snippet="vendor says: maintenance",
     )
-    store.put_attempt(
-        failed.id,
-        Attempt(
-            number=2,
-            started_at="2026-11-25T10:05:00.000000Z",
-            duration_ms=2001,
-            outcome="permanent",
-            worker="worker-b",
-            error="ReadTimeoutError: read timed out",
-        ),
+    second = Attempt(
+        number=2,
+        started_at="2026-11-25T10:05:00.000000Z",
+        duration_ms=2001,
+        outcome="permanent",
+        worker="worker-b",
+        error="ReadTimeoutError: read timed out",
     )
+    # The attempts ride on the transitions that end each claim, as the worker writes them.
+    steps = [
+        (Status.PROCESSING, Status.QUEUED, first, {}),
+        (Status.QUEUED, Status.PROCESSING, None, {}),
+        (Status.PROCESSING, Status.FAILED, second, {"last_error": "HTTP 410: gone"}),
+    ]
+    for source, target, attempt, changes in steps:
+        failed = store.transition(
+            message.id,
+            producer_id=message.producer_id,
+            expected=source,
+            target=target,
+            entry=HistoryEntry(source, target, "2026-11-25T10:06:00.000000Z", "worker:tests", "t"),
+            attempt=attempt,
+            changes=changes,
+        )
 
     html = console.get(f"/admin/herald/messages/{failed.id}/").content.decode()
 
     timeline = html.split('id="message-history"', 1)[1].split('id="message-attempts"', 1)[0]
-    assert timeline.count('class="history-entry"') == 4  # PENDING, QUEUED, PROCESSING, FAILED
+    assert timeline.count('class="history-entry"') == 6  # PENDING QUEUED PROCESSING, twice over
     assert "worker:tests" in timeline and "tests" in timeline
     attempts = html.split('id="message-attempts"', 1)[1]
     assert attempts.index("HTTP 503") < attempts.index("ReadTimeoutError: read timed out")

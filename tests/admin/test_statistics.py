@@ -7,7 +7,7 @@ import pytest
 from notifications import aws, services
 from notifications.clock import ManualClock
 from notifications.domain import HistoryEntry, InvalidState, Status, format_timestamp
-from notifications.store import INDEX_SHARDS, RECENT_FAILURE_SLOTS, MessageStore, default_store
+from notifications.store import RECENT_FAILURE_SLOTS, MessageStore, default_store, index_shards
 from tests.factories import build_message
 from tests.support.waiting import wait_until
 
@@ -25,6 +25,7 @@ def fail_at(moment, *, url="https://ads.example.com/hook", error="HTTP 503: down
     entry = HistoryEntry(Status.PROCESSING, Status.FAILED, stamp, "worker:tests", "gave up")
     return store.transition(
         message.id,
+        producer_id=message.producer_id,
         expected=Status.PROCESSING,
         target=Status.FAILED,
         entry=entry,
@@ -77,7 +78,7 @@ def test_failures_by_host_cover_the_last_24_hours_by_utc_hour():
 def test_recent_failures_are_the_newest_overall_with_their_error():
     clock = ManualClock(NOW - timedelta(hours=1))
     ids = []
-    for n in range(RECENT_FAILURE_SLOTS * INDEX_SHARDS // 2):
+    for n in range(RECENT_FAILURE_SLOTS * index_shards() // 2):
         clock.advance(1)
         ids.append(fail_at(clock.now(), error=f"HTTP 410: gone {n}").id)
 
@@ -117,7 +118,13 @@ def test_count_changes_are_summed_and_written_once_per_flush(faults):
         message = build_message(status=Status.PENDING)
         store.put_new(message)
         entry = HistoryEntry(Status.PENDING, Status.QUEUED, message.created_at, "tests", "sent")
-        store.transition(message.id, expected=Status.PENDING, target=Status.QUEUED, entry=entry)
+        store.transition(
+            message.id,
+            producer_id=message.producer_id,
+            expected=Status.PENDING,
+            target=Status.QUEUED,
+            entry=entry,
+        )
     assert updates() == 5  # the transitions themselves; no count written yet
 
     assert store.flush_statistics()

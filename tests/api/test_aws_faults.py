@@ -64,7 +64,7 @@ def test_send_failure_answers_202_pending_and_keeps_the_item(client, faults, fau
     data = response.json()
     assert data["status"] == "PENDING"
     faults.clear()
-    stored = default_store().get(data["id"])
+    stored, _ = default_store().get_full(data["id"])
     assert stored.status == Status.PENDING
     assert stored.request.body == '{"event":"signup","user":42}'
     assert default_queue().depth()["visible"] == 0

@@ -43,7 +43,7 @@ def test_secret_query_parameters_and_headers_are_masked_in_responses(client):
             **dict.fromkeys(SECRET_HEADERS, "********"),
             "X-Campaign": "a",
         }
-    stored = default_store().get(message_id)
+    stored, _ = default_store().get_full(message_id)
     assert stored.request.url == TARGET
     assert stored.request.headers["X-JWT"] == "h-3"
 

@@ -24,10 +24,17 @@ def submit(client, **overrides):
 def force_status(message_id, path):
     """Walk a stored message along allowed transitions (as a worker would)."""
     store = default_store()
-    current = store.get(message_id).status
+    message = store.get(message_id)
+    current = message.status
     for target in path:
         entry = HistoryEntry(current, target, "2026-11-25T10:00:00.000000Z", "worker:test", "test")
-        store.transition(message_id, expected=current, target=target, entry=entry)
+        store.transition(
+            message_id,
+            producer_id=message.producer_id,
+            expected=current,
+            target=target,
+            entry=entry,
+        )
         current = target
 
 

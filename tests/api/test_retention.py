@@ -45,22 +45,28 @@ def test_a_finished_message_expires_and_is_then_not_found(
 ):
     _, api, url = producer_api
     target = vendor.script("/kept", Answer(200))
-    submitted = api.post(url, json=message_payload(target_url=target), timeout=30)
+    # A body large enough to be kept in a request item of its own, which must outlive the message.
+    payload = message_payload(target_url=target, body={"text": "x" * 2000})
+    submitted = api.post(url, json=payload, timeout=30)
     assert submitted.status_code == 202
     message_id = submitted.json()["id"]
     run_until(make_worker(), lambda: status_of(message_id) == Status.COMPLETED)
 
-    message, attempts = default_store().get_with_attempts(message_id)
+    message, attempts = default_store().get_full(message_id)
     finished = message.history[-1].at
     assert message.expires_at is not None
     assert abs(message.expires_at - (time.time() + 28 * DAY)) < 120, finished
-    raw = aws.call(
+    assert [attempt.status_code for attempt in attempts] == [200]  # kept in the status item
+    items = aws.call(
         "dynamodb",
-        "get_item",
+        "query",
         TableName=default_store().table_name,
-        Key={"pk": {"S": message_id}, "sk": {"S": "ATTEMPT#00001"}},
-    )["Item"]
-    assert int(raw["expires_at"]["N"]) > message.expires_at  # attempts outlive their message
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": message_id}},
+    )["Items"]
+    request_items = [item for item in items if item["sk"]["S"].startswith("REQUEST#")]
+    assert len(request_items) == 1
+    assert int(request_items[0]["expires_at"]["N"]) > message.expires_at  # outlives the message
     assert api.get(f"{url}/{message_id}", timeout=30).status_code == 200
 
     expire_now(message_id)

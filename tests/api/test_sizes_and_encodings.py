@@ -37,7 +37,7 @@ def test_an_emoji_body_under_the_request_limit_is_stored_as_utf8(client):
     response = post(client, message_payload(body=body))
 
     assert response.status_code == 202, response.content
-    stored = default_store().get(response.json()["id"])
+    stored, _ = default_store().get_full(response.json()["id"])
     assert stored.request.body == json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     assert json.loads(stored.request.body) == body
 

@@ -49,7 +49,7 @@ def test_accepts_stores_and_queues(client, producer):
     for field in ("created_at", "updated_at"):
         assert data[field].endswith("Z")
 
-    stored = default_store().get(data["id"])
+    stored, _ = default_store().get_full(data["id"])
     assert stored.status == Status.QUEUED
     assert stored.producer_id == producer[0].public_id
     assert stored.request.body == '{"event":"signup","user":42}'
@@ -78,7 +78,7 @@ def test_sqs_body_carries_the_id_and_hints_and_nothing_secret(client, producer):
 def test_defaults_method_and_keeps_string_body(client):
     payload = {"target_url": "http://vendor.example.com/x", "body": "a=1&b=2"}
     data = post(client, payload).json()
-    stored = default_store().get(data["id"])
+    stored, _ = default_store().get_full(data["id"])
     assert stored.request.method == "POST"
     assert stored.request.body == "a=1&b=2"
     assert stored.request.body_is_json is False

@@ -23,7 +23,10 @@ def test_bootstrap_is_idempotent(aws, settings):
     table = aws_module.dynamodb().describe_table(TableName="bootstrap-table")["Table"]
     assert {index["IndexName"] for index in table["GlobalSecondaryIndexes"]} == {
         "status-index",
+        "producer-status-index",
         "producer-index",
+        "host-index",
+        "created-index",
     }
     sqs = aws_module.sqs()
     url = sqs.get_queue_url(QueueName="bootstrap-queue")["QueueUrl"]

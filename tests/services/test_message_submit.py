@@ -18,7 +18,13 @@ def test_enqueue_finding_the_message_claimed_is_success():
     entry = HistoryEntry(
         Status.PENDING, Status.PROCESSING, "2026-11-25T10:00:00.000000Z", "worker:w", ""
     )
-    store.transition(message.id, expected=Status.PENDING, target=Status.PROCESSING, entry=entry)
+    store.transition(
+        message.id,
+        producer_id=message.producer_id,
+        expected=Status.PENDING,
+        target=Status.PROCESSING,
+        entry=entry,
+    )
 
     result = message_enqueue(message=message, actor="tests")
 

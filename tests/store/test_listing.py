@@ -4,7 +4,7 @@ import pytest
 
 from notifications.clock import ManualClock
 from notifications.domain import Status, format_timestamp
-from notifications.store import INDEX_SHARDS, default_store
+from notifications.store import default_store, index_shards
 from tests.factories import build_message
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -35,7 +35,7 @@ def collect(**filters):
 
 
 def test_pages_cover_every_message_once_newest_first_across_shards():
-    expected = seed(3 * INDEX_SHARDS + 5)
+    expected = seed(3 * index_shards() + 5)
     pages = collect(status=Status.FAILED)
     assert [i for page in pages for i in page] == expected
     assert all(len(page) == 7 for page in pages[:-1])

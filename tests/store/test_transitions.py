@@ -29,7 +29,11 @@ def test_allowed_transition_is_applied_with_history(pair):
     store.put_new(message)
 
     updated = store.transition(
-        message.id, expected=source, target=target, entry=entry(source, target, "worker:w1")
+        message.id,
+        producer_id=message.producer_id,
+        expected=source,
+        target=target,
+        entry=entry(source, target, "worker:w1"),
     )
 
     assert updated.status == target
@@ -58,7 +62,13 @@ def test_forbidden_transition_is_refused_and_nothing_changes(pair):
     store.put_new(message)
 
     with pytest.raises(IllegalTransition):
-        store.transition(message.id, expected=source, target=target, entry=entry(source, target))
+        store.transition(
+            message.id,
+            producer_id=message.producer_id,
+            expected=source,
+            target=target,
+            entry=entry(source, target),
+        )
 
     stored = store.get(message.id)
     assert stored.status == source
@@ -73,6 +83,7 @@ def test_wrong_expected_status_is_a_conflict_carrying_the_current_item():
     with pytest.raises(TransitionConflict) as conflict:
         store.transition(
             message.id,
+            producer_id=message.producer_id,
             expected=Status.FAILED,
             target=Status.QUEUED,
             entry=entry(Status.FAILED, Status.QUEUED),
@@ -87,6 +98,7 @@ def test_missing_message_is_a_conflict_without_item():
     with pytest.raises(TransitionConflict) as conflict:
         default_store().transition(
             "msg_missing",
+            producer_id="prd_1",
             expected=Status.PENDING,
             target=Status.QUEUED,
             entry=entry(Status.PENDING, Status.QUEUED),
@@ -106,6 +118,7 @@ def test_lease_token_guards_the_final_transition():
     with pytest.raises(TransitionConflict):
         store.transition(
             message.id,
+            producer_id=message.producer_id,
             expected=Status.PROCESSING,
             target=Status.COMPLETED,
             entry=entry(Status.PROCESSING, Status.COMPLETED),
@@ -113,6 +126,7 @@ def test_lease_token_guards_the_final_transition():
         )
     done = store.transition(
         message.id,
+        producer_id=message.producer_id,
         expected=Status.PROCESSING,
         target=Status.COMPLETED,
         entry=entry(Status.PROCESSING, Status.COMPLETED),
@@ -132,6 +146,7 @@ def test_reclaim_requires_an_expired_lease():
     with pytest.raises(TransitionConflict):
         store.transition(
             message.id,
+            producer_id=message.producer_id,
             expected=Status.PROCESSING,
             target=Status.PROCESSING,
             entry=entry(Status.PROCESSING, Status.PROCESSING),
@@ -140,6 +155,7 @@ def test_reclaim_requires_an_expired_lease():
         )
     reclaimed = store.transition(
         message.id,
+        producer_id=message.producer_id,
         expected=Status.PROCESSING,
         target=Status.PROCESSING,
         entry=entry(Status.PROCESSING, Status.PROCESSING),
@@ -156,6 +172,7 @@ def test_status_cannot_be_written_through_changes():
     with pytest.raises(ValueError, match="cannot change"):
         store.transition(
             message.id,
+            producer_id=message.producer_id,
             expected=Status.PENDING,
             target=Status.QUEUED,
             entry=entry(Status.PENDING, Status.QUEUED),
