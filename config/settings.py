@@ -183,6 +183,12 @@ LOGGING = {
 WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=32)
 WORKER_POLL_SECONDS = env.int("WORKER_POLL_SECONDS", default=10)
 WORKER_SHUTDOWN_GRACE = env.float("WORKER_SHUTDOWN_GRACE", default=30.0)
+# Deletes and visibility changes are sent ten to a request, a partial batch after this long. A
+# delete must reach SQS well before its queue message's visibility timeout ends (or the message
+# is received again), hence the cap at a tenth of it (see notifications/worker/acks.py).
+WORKER_ACK_FLUSH_SECONDS = min(
+    env.float("WORKER_ACK_FLUSH_SECONDS", default=0.2), SQS_VISIBILITY_TIMEOUT / 10
+)
 DELIVERY_CONNECT_TIMEOUT = env.float("DELIVERY_CONNECT_TIMEOUT", default=5.0)
 DELIVERY_TIMEOUT = env.float("DELIVERY_TIMEOUT", default=30.0)
 # A lease outlives the longest possible call, so a live worker never loses its lease mid-call.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 # SQS refuses DelaySeconds above 15 minutes; longer backoffs are chained by the worker.
 MAX_DELAY_SECONDS = 900
+# SQS's limits: a visibility timeout of at most 12 hours, at most 10 entries in a batch request.
+MAX_VISIBILITY_SECONDS = 12 * 3600
+BATCH_SIZE = 10
 BODY_VERSION = 1
 # The queue attributes that count messages, by the state Herald calls them.
 DEPTH_ATTRIBUTES = {
@@ -46,6 +50,17 @@ class QueuedWork:
     host: str | None = None
     is_retry: bool = False
     producer: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchFailure:
+    """An entry of a batch request that SQS did not carry out (the others were). `sender_fault`:
+    SQS refused the entry itself (a receipt handle that is no longer valid, a bad value), so
+    sending it again cannot help; otherwise the fault was SQS's and a retry may succeed."""
+
+    receipt_handle: str
+    code: str
+    sender_fault: bool
 
 
 @dataclass(frozen=True)
@@ -267,25 +282,54 @@ class WorkQueue:
         )
         return [_work(raw) for raw in response.get("Messages", [])]
 
-    def delete(self, receipt_handle: str) -> None:
-        self._call("delete_message", QueueUrl=self.url, ReceiptHandle=receipt_handle)
-
     def change_visibility(self, receipt_handle: str, seconds: int) -> None:
         self._call(
             "change_message_visibility",
             QueueUrl=self.url,
             ReceiptHandle=receipt_handle,
-            VisibilityTimeout=max(0, min(int(seconds), 12 * 3600)),
+            VisibilityTimeout=_visibility(seconds),
+        )
+
+    def delete_batch(self, receipt_handles: Sequence[str]) -> list[BatchFailure]:
+        """Delete queue messages, up to 10 per DeleteMessageBatch request. Returns the entries SQS
+        did not delete; raises AWSUnavailable when a request failed as a whole (the requests
+        before it were carried out)."""
+        unique = list(dict.fromkeys(receipt_handles))  # SQS refuses a handle twice in a batch
+        return self._batch("delete_message_batch", [{"ReceiptHandle": h} for h in unique])
+
+    def change_visibility_batch(self, pairs: Sequence[tuple[str, int]]) -> list[BatchFailure]:
+        """Set the visibility timeout of queue messages, given as (receipt handle, seconds), up to
+        10 per ChangeMessageVisibilityBatch request. Returns the entries SQS did not change;
+        raises AWSUnavailable when a request failed as a whole (the requests before it were
+        carried out)."""
+        return self._batch(
+            "change_message_visibility_batch",
+            [{"ReceiptHandle": h, "VisibilityTimeout": _visibility(s)} for h, s in pairs],
         )
 
     def extend_visibility(self, receipt_handles: list[str], seconds: int) -> None:
-        """Keep in-flight messages invisible while their deliveries run (batches of 10)."""
-        for start in range(0, len(receipt_handles), 10):
-            entries = [
-                {"Id": str(n), "ReceiptHandle": handle, "VisibilityTimeout": int(seconds)}
-                for n, handle in enumerate(receipt_handles[start : start + 10])
-            ]
-            self._call("change_message_visibility_batch", QueueUrl=self.url, Entries=entries)
+        """Keep in-flight messages invisible while their deliveries run (batches of 10). An entry
+        SQS refuses is one whose queue message is gone already: nothing to keep invisible."""
+        self.change_visibility_batch([(handle, seconds) for handle in receipt_handles])
+
+    def _batch(self, operation: str, entries: list[dict[str, Any]]) -> list[BatchFailure]:
+        failures: list[BatchFailure] = []
+        for start in range(0, len(entries), BATCH_SIZE):
+            chunk = entries[start : start + BATCH_SIZE]
+            response = self._call(
+                operation,
+                QueueUrl=self.url,
+                Entries=[{"Id": str(n), **entry} for n, entry in enumerate(chunk)],
+            )
+            for failed in response.get("Failed", []):
+                failures.append(
+                    BatchFailure(
+                        receipt_handle=chunk[int(failed["Id"])]["ReceiptHandle"],
+                        code=failed.get("Code", "Unknown"),
+                        sender_fault=bool(failed.get("SenderFault")),
+                    )
+                )
+        return failures
 
     def redrive_dead_letters(self, *, limit: int | None = None) -> list[str]:
         """Move messages from the dead-letter queue back to the work queue (send, then delete:
@@ -308,6 +352,10 @@ class WorkQueue:
                 )
                 moved.append(raw["Body"])
         return moved
+
+
+def _visibility(seconds: float) -> int:
+    return max(0, min(int(seconds), MAX_VISIBILITY_SECONDS))
 
 
 def _work(raw: dict[str, Any]) -> QueuedWork:

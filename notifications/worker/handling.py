@@ -23,6 +23,7 @@ from notifications.selectors import ProducerCache
 from notifications.services import Candidate, ClaimResult, ClaimState
 from notifications.signing import signature_headers
 from notifications.store import MessageStore
+from notifications.worker.acks import Acknowledgements
 from notifications.worker.waiting import Refusal, WaitingLine
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ WaitInLine = Callable[[Refusal], bool]
 class MessageHandling:
     """The handling half of `Worker` (see `worker.loop`), which provides these attributes."""
 
+    acks: Acknowledgements
     admission: Admission
     client: DeliveryClient
     clock: Clock
@@ -136,19 +138,19 @@ class MessageHandling:
             logger.error("queue message for unknown message %s", work.message_id)
             return "missing"
         if result.state == ClaimState.FINISHED:
-            self.queue.delete(work.receipt_handle)  # a duplicate: the work is done
+            self.acks.delete(work.receipt_handle)  # a duplicate: the work is done
             return "duplicate"
         if result.state == ClaimState.BUSY:
             # Another worker holds a live lease. Come back when it ends: by then the message is
             # finished (and this copy is dropped) or the lease expired (and this copy re-claims).
-            self.queue.change_visibility(work.receipt_handle, math.ceil(result.wait_seconds) + 1)
+            self.acks.change_visibility(work.receipt_handle, math.ceil(result.wait_seconds) + 1)
             return "busy"
         if result.state == ClaimState.NOT_DUE:
             assert result.message is not None
             services.delivery_postpone(
                 message=result.message, wait_seconds=result.wait_seconds, queue=self.queue
             )
-            self.queue.delete(work.receipt_handle)
+            self.acks.delete(work.receipt_handle)
             return "not_due"
         # DEFERRED: its host is at its limit, or retries have their share. Wait in line here,
         # or, when the line is full, look again later through a new queue message.
@@ -176,7 +178,7 @@ class MessageHandling:
             queue=self.queue,
             clock=self.clock,
         )
-        self.queue.delete(work.receipt_handle)
+        self.acks.delete(work.receipt_handle)
         return "deferred"
 
     def _deliver(self, work: QueuedWork, message: Message) -> str:
@@ -188,7 +190,7 @@ class MessageHandling:
                 store=self.store,
                 clock=self.clock,
             )
-            self.queue.delete(work.receipt_handle)
+            self.acks.delete(work.receipt_handle)
             return "failed"
         producer = self.producers.get(message.producer_id)
         if not producer.active:
@@ -201,7 +203,7 @@ class MessageHandling:
                 queue=self.queue,
                 clock=self.clock,
             )
-            self.queue.delete(work.receipt_handle)
+            self.acks.delete(work.receipt_handle)
             return "held" if held is not None else "lease_lost"
         message = self.store.with_request(message)  # one read when the request is kept apart
         started = self.clock.now()
@@ -221,7 +223,7 @@ class MessageHandling:
             clock=self.clock,
         )
         # Only now that the outcome is stored may the queue message go.
-        self.queue.delete(work.receipt_handle)
+        self.acks.delete(work.receipt_handle)
         if outcome.message is None:
             return "lease_lost"
         return outcome.message.status.value.lower()

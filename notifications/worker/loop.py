@@ -1,6 +1,7 @@
 """The worker's receive loop: a consumer that long-polls SQS, a pool that delivers, a heartbeat
 that keeps queue messages invisible while they are delivered or wait in line, and a `stop()` that
-drains before exit.
+drains before exit. Deletes and visibility changes of single queue messages go through the
+worker's `Acknowledgements` (batched, `worker.acks`), which the stop flushes last.
 
 In-flight deliveries are guarded by one condition (`_slots`): a slot frees when a delivery ends,
 and that is when waiting messages are started (`WaitingLine.start_ready`). When the line is full
@@ -33,6 +34,7 @@ from notifications.logs import log_fields
 from notifications.queue import QueuedWork, WorkQueue, default_queue
 from notifications.selectors import ProducerCache
 from notifications.store import MessageStore, default_store
+from notifications.worker.acks import DEFAULT_FLUSH_SECONDS, Acknowledgements
 from notifications.worker.handling import MessageHandling
 from notifications.worker.waiting import Refusal, Waiter, WaitingLine
 
@@ -70,6 +72,7 @@ class Worker(MessageHandling):
         max_waiting: int = 0,
         waiting_refresh_seconds: float = 60.0,
         hold_seconds: int = 300,
+        ack_flush_seconds: float = DEFAULT_FLUSH_SECONDS,
     ) -> None:
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
@@ -81,6 +84,7 @@ class Worker(MessageHandling):
         self.schedule = schedule
         self.store = store
         self.queue = queue
+        self.acks = Acknowledgements(queue, flush_seconds=ack_flush_seconds)
         self.admission = admission or Admission(max_per_host=concurrency, max_retries=concurrency)
         self.producers = producers or ProducerCache(ttl_seconds=30.0)
         self.hold_seconds = hold_seconds
@@ -130,6 +134,7 @@ class Worker(MessageHandling):
             max_waiting=settings.WORKER_MAX_WAITING,
             # Well inside the reconciler's threshold for a QUEUED message it takes for lost.
             waiting_refresh_seconds=max(5.0, settings.RECONCILE_OLDER_THAN / 3),
+            ack_flush_seconds=settings.WORKER_ACK_FLUSH_SECONDS,
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -203,6 +208,9 @@ class Worker(MessageHandling):
             drained = self._drain()
             pool.shutdown(wait=drained, cancel_futures=True)
             self._hand_back_waiting()
+            # Last: every delete and visibility change of the run reaches SQS before exit (the
+            # hand-back's deletes included).
+            self.acks.close()
             self.store.flush_statistics()
         logger.info("worker %s stopped (%s)", self.worker_id, "drained" if drained else "timed out")
         return drained
@@ -223,12 +231,11 @@ class Worker(MessageHandling):
             return not self._in_flight
 
     def _release(self, batch: list[QueuedWork]) -> None:
-        """Hand messages received during shutdown straight back to the queue."""
+        """Hand messages received during shutdown straight back to the queue (within the flush
+        interval: the acknowledgements' flusher runs during the drain). Should that fail, each
+        becomes visible again when its visibility timeout ends."""
         for work in batch:
-            try:
-                self.queue.change_visibility(work.receipt_handle, 0)
-            except AWSUnavailable:
-                pass  # it becomes visible again when its visibility timeout ends
+            self.acks.change_visibility(work.receipt_handle, 0)
 
     def _process(self, work: QueuedWork, reserved: Ticket | None = None) -> None:
         refusals: list[Refusal] = []
@@ -358,7 +365,7 @@ class Worker(MessageHandling):
                     is_retry=candidate.is_retry,
                     producer=candidate.producer,
                 )
-                self.queue.delete(waiter.work.receipt_handle)
+                self.acks.delete(waiter.work.receipt_handle)  # after the send: never a loss
             except AWSUnavailable as error:
                 # It comes back when its visibility timeout ends.
                 logger.warning("could not hand back %s: %s", message_id, error)
@@ -380,6 +387,8 @@ class Worker(MessageHandling):
                 busy = [r for r, f in self._in_flight.items() if f.visible_until < soon]
             waiting = self.line.visibility_due(soon)
             if busy or waiting:
+                # Not through the acknowledgements: already one batched call for all that are
+                # due, and `visible_until` may only move on once SQS has taken the extension.
                 try:
                     self.queue.extend_visibility([*busy, *waiting], self.visibility_timeout)
                 except AWSUnavailable as error:

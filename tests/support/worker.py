@@ -38,6 +38,7 @@ def make_worker(aws: str, transactional_db: None) -> Callable[..., Worker]:
         lease: float = 10.0,
         concurrency: int = 4,
         max_waiting: int = 16,
+        ack_flush_seconds: float = 0.2,
     ) -> Worker:
         return Worker(
             concurrency=concurrency,
@@ -60,6 +61,7 @@ def make_worker(aws: str, transactional_db: None) -> Callable[..., Worker]:
             clock=clock,
             worker_id=worker_id,
             max_waiting=max_waiting,
+            ack_flush_seconds=ack_flush_seconds,
         )
 
     return build

@@ -32,8 +32,8 @@ def start_worker(endpoint: str, tmp_path: Path, name: str, **overrides: str) -> 
         DELIVERY_ALLOWED_NETWORKS="127.0.0.0/8",
         WORKER_METRICS_PORT="0",  # two workers at once: no status server, no port to share
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        **overrides,
     )
+    env.update(overrides)  # a test's own values win
     migrate = [sys.executable, "manage.py", "migrate", "-v", "0"]
     subprocess.run(migrate, cwd=ROOT, env=env, check=True, timeout=120)
     log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
@@ -97,3 +97,27 @@ def test_sigterm_lets_deliveries_in_flight_finish_and_exits_0(aws, vendor, tmp_p
         worker.kill()
     assert code == 0, (tmp_path / "graceful.log").read_text()
     assert [status_of(message_id) for message_id in ids] == [Status.COMPLETED] * 3
+
+
+def test_sigterm_sends_the_pending_deletes_before_exit(aws, vendor, tmp_path):
+    from notifications.queue import default_queue
+
+    url = vendor.script("/acks", then=Answer(200, delay=1.0))
+    ids = [submit(url) for _ in range(3)]
+    # A flush interval far longer than the run (60 s, a tenth of this visibility timeout) and
+    # fewer deletes than a batch: only the stop can send them.
+    worker = start_worker(
+        aws, tmp_path, "acks", SQS_VISIBILITY_TIMEOUT="600", WORKER_ACK_FLUSH_SECONDS="60"
+    )
+    try:
+        wait_until(
+            lambda: len(vendor.requests_to("/acks")) == 3, timeout=30, what="three deliveries"
+        )
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=30)
+    finally:
+        worker.kill()
+    assert code == 0, (tmp_path / "acks.log").read_text()
+    assert [status_of(message_id) for message_id in ids] == [Status.COMPLETED] * 3
+    depth = default_queue().depth()
+    assert depth["in_flight"] == depth["visible"] == 0  # deleted, not waiting out 600 s
