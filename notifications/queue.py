@@ -26,6 +26,13 @@ MAX_DELAY_SECONDS = 900
 # SQS's limits: a visibility timeout of at most 12 hours, at most 10 entries in a batch request.
 MAX_VISIBILITY_SECONDS = 12 * 3600
 BATCH_SIZE = 10
+# How long SQS keeps a queue message. The work queue's outlasts a message's retry budget
+# (RETRY_MAX_AGE, 3 days by default), so SQS never drops work Herald would still deliver (and
+# `reconcile` re-sends a QUEUED message whose queue message was lost). A dead letter keeps the age
+# it had in the work queue, so the dead-letter queue keeps longer: 14 days, SQS's maximum.
+# deploy/cloudformation/herald.yaml sets the same values.
+WORK_QUEUE_RETENTION_SECONDS = 4 * 24 * 3600
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 BODY_VERSION = 1
 # The queue attributes that count messages, by the state Herald calls them.
 DEPTH_ATTRIBUTES = {
@@ -145,7 +152,9 @@ class WorkQueue:
     def ensure_queues(self) -> None:
         """Create the dead-letter queue and the work queue with its redrive policy (idempotent:
         existing queues get their attributes brought in line)."""
-        dlq_url = self._ensure(self.dlq_name, {"MessageRetentionPeriod": str(14 * 24 * 3600)})
+        dlq_url = self._ensure(
+            self.dlq_name, {"MessageRetentionPeriod": str(DEAD_LETTER_RETENTION_SECONDS)}
+        )
         dlq_arn = self._call("get_queue_attributes", QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
@@ -157,7 +166,7 @@ class WorkQueue:
             self.queue_name,
             {
                 "VisibilityTimeout": str(settings.SQS_VISIBILITY_TIMEOUT),
-                "MessageRetentionPeriod": str(14 * 24 * 3600),
+                "MessageRetentionPeriod": str(WORK_QUEUE_RETENTION_SECONDS),
                 "RedrivePolicy": json.dumps(redrive),
             },
         )
