@@ -178,6 +178,14 @@ def allows(document: Mapping[str, Any], action: str, resource: str) -> bool:
     )
 
 
+TRANSACT_PERMISSIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
 class CallRecorder:
     """Records, per process, each (IAM action, resource ARN) that Herald's own AWS clients are
     asked for (working and probe clients). `outputs` are the stack's, for the ARNs."""
@@ -213,6 +221,14 @@ class CallRecorder:
         service = model.service_model.signing_name  # "dynamodb", "sqs"
         operation = SQS_BATCH_PERMISSIONS.get(model.name, model.name)
         if self.process is None:
+            return
+        if model.name == "TransactWriteItems":
+            # IAM authorises a transaction as the writes inside it.
+            for entry in params["TransactItems"]:
+                ((kind, write),) = entry.items()
+                action = f"dynamodb:{TRANSACT_PERMISSIONS[kind]}"
+                resource = f"{self._table_prefix}/{write['TableName']}"
+                self.calls.setdefault(self.process, set()).add((action, resource))
             return
         for resource in self._resources(service, params):
             self.calls.setdefault(self.process, set()).add((f"{service}:{operation}", resource))
