@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from notifications import metrics, selectors, services, validation
 from notifications.api.errors import RequestValidationError
+from notifications.api.schema import message_operations
 from notifications.api.serializers import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -44,6 +45,7 @@ class ProducerViewSet(viewsets.ViewSet):
         super().initial(request, *args, **kwargs)
 
 
+@message_operations
 class MessageViewSet(ProducerViewSet):
     lookup_value_regex = r"[^/]+"
     throttle_classes = [ProducerIntakeThrottle]
