@@ -95,3 +95,13 @@ def test_unsupported_methods_are_405_before_authentication(anonymous, method, cr
         assert_envelope(response, 405, "METHOD_NOT_ALLOWED")
         assert set(response["Allow"].replace(" ", "").split(",")) == allowed
         assert "WWW-Authenticate" not in response
+
+
+def test_retry_after_is_rounded_up():
+    """A client that waits Retry-After seconds must be past the limit's window, not just short."""
+    from rest_framework.exceptions import Throttled
+
+    from notifications.api.errors import exception_handler
+
+    response = exception_handler(Throttled(wait=1.2), {})
+    assert (response.status_code, response["Retry-After"]) == (429, "2")
