@@ -79,8 +79,8 @@ _FORBIDDEN_HEADER_NAME = "^(?:{})$|^(?:{})".format(
     "|".join(_any_case(name) for name in sorted(validation.FORBIDDEN_HEADERS)),
     "|".join(_any_case(prefix) for prefix in validation.FORBIDDEN_HEADER_PREFIXES),
 )
-_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_LAST_LABEL = "[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # a letter first: never an IP literal
+_LABEL = "[A-Za-z0-9_-]{1,63}"
+_LAST_LABEL = "[A-Za-z][A-Za-z0-9_-]{0,62}"  # a letter first: never an IP address literal
 _PORT = "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
 TARGET_URL_PATTERN = (
     rf"^[Hh][Tt][Tt][Pp][Ss]?://(?:{_LABEL}\.)*{_LAST_LABEL}(?::{_PORT})?(?:[/?#][!-~]*)?$"
