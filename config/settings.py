@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from STATIC_ROOT like the admin's
     "notifications",
 ]
 
@@ -157,6 +159,26 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "notifications.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "notifications.api.schema.ContractSchema",
+}
+
+# The API's OpenAPI document (GET /api/schema/, docs/openapi.yaml) and its Swagger UI
+# (GET /api/docs/), both readable without an API key. What each operation declares lives in
+# notifications/api/schema.py.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Herald producer API",
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",  # from Herald's own static files, never a CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "notifications.api.schema.complete_document",
+    ],
 }
 
 # Text by default; LOG_FORMAT=json writes one JSON object per line. Both formatters mask

@@ -38,6 +38,9 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # 0x80-0xFF); Python's HTTP client sends a value as Latin-1, so that is also all it can carry.
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]+")
+# A label of a host name in its ASCII form: letters, digits, hyphens (and underscores, which some
+# real hosts have). Anything else could never be looked up: refused at once, not at delivery.
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
 
 # Headers that describe the connection or the framing, which Herald's HTTP client owns.
 FORBIDDEN_HEADERS = frozenset(
@@ -96,11 +99,15 @@ def check_target_url(url: str, address_policy: AddressPolicy | None = None) -> s
         raise RuleViolation("The URL must name a host.")
     if port == 0:
         raise RuleViolation("Port 0 is not a valid port.")
+    literal = parse_literal(parts.hostname)
     try:
-        host_ascii(parts.hostname)  # what the worker looks up and sends as Host
+        ascii_host = host_ascii(parts.hostname)  # what the worker looks up and sends as Host
     except UnicodeError:
         raise RuleViolation("The host is not a valid host name.") from None
-    literal = parse_literal(parts.hostname)
+    if literal is None and not all(
+        _HOST_LABEL.fullmatch(label) for label in ascii_host.removesuffix(".").split(".")
+    ):
+        raise RuleViolation("The host is not a valid host name.")
     if literal is not None:
         try:
             (address_policy or AddressPolicy()).check(literal)

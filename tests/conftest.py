@@ -61,19 +61,24 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def aws(moto_endpoint: str, settings: Any) -> Iterator[str]:
     """A fresh, bootstrapped table and queue pair on the session's moto server."""
-    from notifications.queue import default_queue
-    from notifications.store import default_store
-
     # Clients are cached per process (building one costs ~0.3 s); they all point at this server.
     settings.AWS_ENDPOINT_URL = moto_endpoint
     settings.AWS_REGION = "us-east-1"
+    reset_aws(moto_endpoint)
+    yield moto_endpoint
+
+
+def reset_aws(endpoint: str) -> None:
+    """Empty the moto server and bootstrap Herald's table and queues again."""
+    from notifications.queue import default_queue
+    from notifications.store import default_store
+
     # Count changes an earlier test left pending go to its table now, not to this test's.
     default_store().flush_statistics()
-    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
     default_queue()._urls.clear()
     default_store().ensure_table()
     default_queue().ensure_queues()
-    yield moto_endpoint
 
 
 class FaultInjector:

@@ -8,6 +8,7 @@ a stack trace).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -103,7 +104,8 @@ def classify(exc: Exception) -> tuple[int, str, str, dict[str, Any], dict[str, s
         message = "This Idempotency-Key was already used for a different request."
         return 422, "IDEMPOTENCY_KEY_REUSED", message, {"message_id": exc.existing.id}, {}
     if isinstance(exc, exceptions.Throttled):
-        headers = {"Retry-After": str(int(exc.wait or 1))}
+        # Rounded up: a client that waits exactly this long is past the window's end.
+        headers = {"Retry-After": str(math.ceil(exc.wait or 1))}
         return 429, "RATE_LIMITED", "Too many requests.", {}, headers
     if isinstance(exc, AWSRefused):  # before AWSUnavailable, its base: a retry would not help
         logger.warning("storage refused the request: %s", exc)

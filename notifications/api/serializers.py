@@ -16,6 +16,10 @@ from notifications.delivery.allowed_networks import allowed_networks_policy
 from notifications.domain import Attempt, HistoryEntry, Message
 from notifications.services import Submission
 
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+MAX_REQUEUE_REASON = 500
+
 
 def _rule(check: Any, value: Any) -> Any:
     try:
@@ -24,12 +28,8 @@ def _rule(check: Any, value: Any) -> Any:
         raise serializers.ValidationError(str(violation), code=violation.code) from None
 
 
-class MessageSubmitSerializer(serializers.Serializer):
-    target_url = serializers.CharField(trim_whitespace=False)
-    method = serializers.CharField(default="POST")
-    headers = serializers.JSONField(default=dict)
-    body = serializers.JSONField(required=False, allow_null=True, default=None)
-    metadata = serializers.JSONField(default=dict)
+class StrictObjectSerializer(serializers.Serializer):
+    """A request body that is a JSON object of known fields: anything else is a 400, not ignored."""
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
@@ -45,6 +45,14 @@ class MessageSubmitSerializer(serializers.Serializer):
                 }
             )
         return super().to_internal_value(data)
+
+
+class MessageSubmitSerializer(StrictObjectSerializer):
+    target_url = serializers.CharField(trim_whitespace=False)
+    method = serializers.CharField(default="POST")
+    headers = serializers.JSONField(default=dict)
+    body = serializers.JSONField(required=False, allow_null=True, default=None)
+    metadata = serializers.JSONField(default=dict)
 
     def validate_target_url(self, value: str) -> str:
         policy = allowed_networks_policy()
@@ -83,6 +91,24 @@ class MessageSubmitSerializer(serializers.Serializer):
             metadata=data["metadata"],
             idempotency_key=idempotency_key,
         )
+
+
+class TextField(serializers.CharField):
+    """Text that arrived as a JSON string (DRF's CharField also takes numbers)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class RequeueSerializer(StrictObjectSerializer):
+    reason = TextField(
+        required=False, allow_blank=True, max_length=MAX_REQUEUE_REASON, trim_whitespace=False
+    )
+
+    def validate_reason(self, value: str) -> str:
+        return _rule(validation.check_json, value)
 
 
 def message_representation(message: Message, *, with_history: bool = False) -> dict[str, Any]:

@@ -6,27 +6,51 @@ from typing import Any
 
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ErrorDetail, MethodNotAllowed, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from notifications import metrics, selectors, services, validation
 from notifications.api.errors import RequestValidationError, classify, envelope
+from notifications.api.schema import message_operations
 from notifications.api.serializers import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
     MessageSubmitSerializer,
+    RequeueSerializer,
     attempt_representation,
     message_representation,
 )
 from notifications.api.throttling import ProducerIntakeThrottle
 from notifications.domain import Status
 
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 50
 MAX_BATCH = 100
 
+class ProducerViewSet(viewsets.ViewSet):
+    """A producer API resource. What a route cannot serve is refused before authentication: a
+    method it does not have is 405 with `Allow` (DRF authenticates first, so a TRACE without a key
+    came back 401; OPTIONS and TRACE are not part of the API), and a query parameter its action
+    does not take is 400 (also `?format=`, which DRF would read)."""
 
-class MessageViewSet(viewsets.ViewSet):
+    http_method_names = ["get", "post", "put", "patch", "delete", "head"]
+    query_parameters: dict[str, frozenset[str]] = {}  # by action; none where not listed
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        if request.method not in self.allowed_methods:
+            raise MethodNotAllowed(request.method)
+        known = self.query_parameters.get(self.action or "", frozenset())
+        unknown = sorted(set(request.query_params) - known)
+        if unknown:
+            detail = ErrorDetail("Unknown query parameter.", code="unknown_parameter")
+            raise ValidationError({name: [detail] for name in unknown})
+        super().initial(request, *args, **kwargs)
+
+
+@message_operations
+class MessageViewSet(ProducerViewSet):
     lookup_value_regex = r"[^/]+"
     throttle_classes = [ProducerIntakeThrottle]
+    query_parameters = {"list": frozenset({"status", "limit", "cursor"})}
 
     def create(self, request: Request) -> Response:
         idempotency_key = request.headers.get("Idempotency-Key")
@@ -54,19 +78,12 @@ class MessageViewSet(viewsets.ViewSet):
         return Response(message_representation(message, with_history=True))
 
     def list(self, request: Request) -> Response:
-        status_filter = request.query_params.get("status")
-        if status_filter:
-            try:
-                status_filter = Status(status_filter.upper())
-            except ValueError:
-                allowed = ", ".join(s.value for s in Status)
-                raise RequestValidationError("status", f"Must be one of {allowed}.") from None
-        limit = _page_size(request.query_params.get("limit"))
+        query = request.query_params
         messages, next_cursor = selectors.message_list(
             producer_id=request.user.public_id,
-            status=status_filter or None,
-            cursor=request.query_params.get("cursor") or None,
-            limit=limit,
+            status=_status(query.get("status")),
+            cursor=_cursor(query.get("cursor")),
+            limit=_page_size(query.get("limit")),
         )
         return Response(
             {
@@ -114,11 +131,12 @@ class MessageViewSet(viewsets.ViewSet):
 
     @action(detail=True, methods=["post"])
     def requeue(self, request: Request, pk: str) -> Response:
-        reason = request.data.get("reason", "") if isinstance(request.data, dict) else ""
+        serializer = RequeueSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
         message = services.message_requeue(
             message_id=pk,
             actor=f"producer:{request.user.public_id}",
-            reason=str(reason)[:500] or "requeued through the API",
+            reason=serializer.validated_data.get("reason") or "requeued through the API",
             producer_id=request.user.public_id,
         )
         # Read again whole: the transition wrote the status item only (no request headers,
@@ -170,8 +188,27 @@ def _item_error(exc: Exception) -> dict[str, Any]:
     return result
 
 
+# Query parameters: absent means the default; present, even empty, must be valid.
+
+
+def _status(raw: str | None) -> Status | None:
+    if raw is None:
+        return None
+    try:
+        return Status(raw)
+    except ValueError:
+        allowed = ", ".join(s.value for s in Status)
+        raise RequestValidationError("status", f"Must be one of {allowed}.") from None
+
+
+def _cursor(raw: str | None) -> str | None:
+    if raw == "":
+        raise RequestValidationError("cursor", "Must be the next_cursor of a page, or absent.")
+    return raw
+
+
 def _page_size(raw: str | None) -> int:
-    if raw is None or raw == "":
+    if raw is None:
         return DEFAULT_PAGE_SIZE
     if not validation.is_decimal(raw) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise RequestValidationError("limit", f"Must be an integer from 1 to {MAX_PAGE_SIZE}.")

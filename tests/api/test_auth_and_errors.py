@@ -76,3 +76,32 @@ def test_unexpected_errors_are_500_envelope_without_trace():
     assert response.status_code == 500
     assert response.data["error"]["code"] == "INTERNAL_ERROR"
     assert "secret internal detail" not in json.dumps(response.data)
+
+
+@pytest.mark.parametrize("method", ["TRACE", "OPTIONS", "QUERY", "PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize("credentials", [False, True])
+def test_unsupported_methods_are_405_before_authentication(anonymous, method, credentials):
+    """A wrong method is 405 whoever asks (it used to be 401 without a key: DRF authenticated
+    first), in the envelope and with the route's methods in Allow."""
+    if credentials:
+        anonymous.credentials(HTTP_AUTHORIZATION=f"Bearer {make_producer()[1]}")
+    for path, allowed in [
+        (URL, {"GET", "POST", "HEAD"}),
+        (f"{URL}/msg_x", {"GET", "HEAD"}),
+        (f"{URL}/msg_x/attempts", {"GET", "HEAD"}),
+        (f"{URL}/msg_x/requeue", {"POST"}),
+    ]:
+        response = anonymous.generic(method, path)
+        assert_envelope(response, 405, "METHOD_NOT_ALLOWED")
+        assert set(response["Allow"].replace(" ", "").split(",")) == allowed
+        assert "WWW-Authenticate" not in response
+
+
+def test_retry_after_is_rounded_up():
+    """A client that waits Retry-After seconds must be past the limit's window, not just short."""
+    from rest_framework.exceptions import Throttled
+
+    from notifications.api.errors import exception_handler
+
+    response = exception_handler(Throttled(wait=1.2), {})
+    assert (response.status_code, response["Retry-After"]) == (429, "2")

@@ -84,6 +84,12 @@ def test_list_newest_first_with_cursor_and_status(client):
     "params,field",
     [
         ({"status": "LOST"}, "status"),
+        ({"status": "failed"}, "status"),
+        ({"status": ""}, "status"),
+        ({"limit": ""}, "limit"),
+        ({"cursor": ""}, "cursor"),
+        ({"state": "FAILED"}, "state"),
+        ({"format": "json"}, "format"),
         ({"limit": "0"}, "limit"),
         ({"limit": "101"}, "limit"),
         ({"limit": "ten"}, "limit"),
@@ -94,6 +100,15 @@ def test_list_newest_first_with_cursor_and_status(client):
 def test_list_rejects_bad_parameters(client, params, field):
     error = assert_envelope(client.get(URL, params), 400, "VALIDATION_ERROR")
     assert field in error["details"]
+
+
+@pytest.mark.parametrize("path", ["/msg_x", "/msg_x/attempts", "/msg_x/requeue"])
+def test_query_parameters_an_operation_does_not_take_are_refused(client, path):
+    method = client.post if path.endswith("requeue") else client.get
+    error = assert_envelope(method(f"{URL}{path}?reason=x"), 400, "VALIDATION_ERROR")
+    assert error["details"] == {
+        "reason": [{"message": "Unknown query parameter.", "code": "unknown_parameter"}]
+    }
 
 
 def test_requeue_failed_message(client):
@@ -136,3 +151,24 @@ def test_attempts_endpoint_lists_the_log(client):
     response = client.get(f"{URL}/{message_id}/attempts")
     assert response.status_code == 200
     assert response.json() == {"results": []}
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ("[]", "non_field_errors"),
+        ('{"reason": 5}', "reason"),
+        ('{"reason": "x", "why": "y"}', "why"),
+        (json.dumps({"reason": "x" * 501}), "reason"),
+        ('{"reason": "\\ud800"}', "reason"),
+    ],
+)
+def test_requeue_refuses_a_body_it_does_not_take(client, body, field):
+    message_id = submit(client)
+    force_status(message_id, [Status.PROCESSING, Status.FAILED])
+    response = client.post(
+        f"{URL}/{message_id}/requeue", data=body, content_type="application/json"
+    )
+    error = assert_envelope(response, 400, "VALIDATION_ERROR")
+    assert field in error["details"]
+    assert default_store().get(message_id).status == Status.FAILED

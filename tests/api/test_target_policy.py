@@ -66,3 +66,22 @@ def test_submissions_reuse_the_policy_parsed_at_start_up(client, monkeypatch, se
         )
         assert response.status_code == 202
     assert parsed == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://vendor*.example.com/hook",
+        "https://ven dor.example.com/",
+        "https://a..b/",
+        "https://a$b/",
+    ],
+)
+def test_a_host_name_that_could_never_be_looked_up_is_refused(client, url):
+    response = client.post(
+        "/api/v1/messages",
+        data=json.dumps(message_payload(target_url=url)),
+        content_type="application/json",
+    )
+    error = assert_envelope(response, 400, "VALIDATION_ERROR")
+    assert "target_url" in error["details"]

@@ -313,3 +313,20 @@ def test_readyz_fails_while_the_stand_in_is_stopped_and_recovers_when_it_is_back
     response = requests.get(f"{server.base}/readyz", timeout=10)
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "ok"
+
+
+def test_the_api_contract_and_swagger_ui_are_served_without_a_key(server):
+    """Swagger UI's files come from Herald's own static files (collectstatic, WhiteNoise)."""
+    lb = server.behind_the_load_balancer
+    document = requests.get(f"{server.base}/api/schema/?format=json", headers=lb, timeout=10)
+    assert document.status_code == 200 and document.json()["openapi"].startswith("3.1")
+    page = requests.get(f"{server.base}/api/docs/", headers=lb, timeout=10)
+    assert page.status_code == 200
+    match = re.search(
+        r'src="(/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle\.[0-9a-f]{12}\.js)"',
+        page.text,
+    )
+    assert match, "Swagger UI does not load Herald's own hashed bundle"
+    bundle = requests.get(f"{server.base}{match.group(1)}", headers=lb, timeout=10)
+    assert bundle.status_code == 200
+    assert "javascript" in bundle.headers["Content-Type"]
