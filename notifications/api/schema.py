@@ -28,10 +28,12 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
+from rest_framework import serializers
 
 from notifications import validation
 from notifications.api.serializers import (
     DEFAULT_PAGE_SIZE,
+    MAX_BATCH,
     MAX_PAGE_SIZE,
     MAX_REQUEUE_REASON,
     MessageSubmitSerializer,
@@ -220,7 +222,8 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
             "metadata": {
                 "type": "object",
                 "default": {},
-                "description": "Stored with the message and shown back; never sent.",
+                "description": "Stored with the message and shown back (also in list rows); never "
+                "sent. At most 2,048 bytes as compact UTF-8 JSON.",
             },
         },
         optional=("method", "headers", "body", "metadata"),
@@ -236,6 +239,39 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
         optional=("reason",),
     ),
 }
+
+_SUBMISSION = REQUEST_SCHEMAS["MessageSubmission"]
+REQUEST_SCHEMAS["MessageBatch"] = _object(
+    {
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_BATCH,
+            "items": {
+                **_SUBMISSION,
+                "properties": {
+                    **_SUBMISSION["properties"],
+                    "idempotency_key": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": validation.MAX_IDEMPOTENCY_KEY_LENGTH,
+                        "pattern": "^[ -~]+$",
+                        "description": "This item's Idempotency-Key (see submitMessage).",
+                    },
+                },
+            },
+        }
+    }
+)
+
+# The envelope's inner object (an error, as a batch item's result carries it).
+SCHEMAS_ERROR_BODY = _object(
+    {
+        "code": _described_enum(ERROR_CODES),
+        "message": {"type": "string", "description": "For people; may change."},
+        "details": {"type": "object"},
+    }
+)
 
 # Everything else the operations refer to.
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -259,9 +295,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "headers": {
                     "type": "object",
                     "additionalProperties": {"type": "string"},
-                    "description": "Secret-looking values masked (`********`).",
+                    "description": "Secret-looking values masked (`********`). Not in list rows "
+                    "(read from the message's status alone): get the message for them.",
                 },
-            }
+            },
+            optional=("headers",),
         ),
         "description": "The call as submitted, with secrets masked.",
     },
@@ -306,17 +344,46 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "AttemptList": _object({"results": {"type": "array", "items": ref("Attempt")}}),
-    "Error": _object(
+    "BatchResults": _object(
         {
-            "error": _object(
-                {
-                    "code": _described_enum(ERROR_CODES),
-                    "message": {"type": "string", "description": "For people; may change."},
-                    "details": {"type": "object"},
-                }
-            )
+            "results": {
+                "type": "array",
+                "maxItems": MAX_BATCH,
+                "description": "One result per submitted item, in the same order.",
+                "items": {"oneOf": [ref("BatchAccepted"), ref("BatchRefused")]},
+            }
         }
     ),
+    "BatchAccepted": _object(
+        {
+            "status": {
+                "type": "integer",
+                "enum": [200, 202],
+                "description": "202 a new message; 200 the same Idempotency-Key and request "
+                "again (a replay).",
+            },
+            "replayed": {"type": "boolean"},
+            "message": ref("Message"),
+        }
+    ),
+    "BatchRefused": _object(
+        {
+            "status": {
+                "type": "integer",
+                "minimum": 400,
+                "maximum": 599,
+                "description": "What submitMessage would have answered for this item alone.",
+            },
+            "error": SCHEMAS_ERROR_BODY,
+            "retry_after": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Seconds to wait before submitting this item again (429, 503).",
+            },
+        },
+        optional=("retry_after",),
+    ),
+    "Error": _object({"error": SCHEMAS_ERROR_BODY}),
     "ValidationError": _error(
         "VALIDATION_ERROR",
         {
@@ -555,6 +622,11 @@ SUBMIT_EXAMPLES = [
 
 # -- operations -----------------------------------------------------------------------------------
 
+
+class BatchRequestSchema(serializers.Serializer):
+    """Stands for the batch body in the schema (the view reads each item itself)."""
+
+
 _MESSAGE = OpenApiResponse(ref("MessageWithHistory"), "The message with its status history.")
 
 message_operations = extend_schema_view(
@@ -601,6 +673,41 @@ message_operations = extend_schema_view(
         "as `cursor`, with the same `status`, until `next_cursor` is null (the `nextPage` link).",
         parameters=[*LIST_PARAMETERS, *ANSWER_HEADERS],
         responses=responses({200: OpenApiResponse(ref("MessagePage"), "One page.")}),
+    ),
+    batch=extend_schema(
+        operation_id="submitMessageBatch",
+        summary="Submit up to 100 notifications at once",
+        description=(
+            "Each item is submitMessage's body plus its own optional `idempotency_key`. The "
+            "answer has one result per item, in order: 202 with the new message, 200 with the "
+            "stored one (a replay), or the error submitMessage would have given that item (its "
+            "status and envelope; 429 and 503 add `retry_after`). One bad item refuses nothing "
+            "else, and each counts against your intake limit. Only a request that is not a list "
+            f"of 1 to {MAX_BATCH} items is refused whole (400)."
+        ),
+        parameters=[*ANSWER_HEADERS],
+        request=BatchRequestSchema,
+        responses=responses(
+            {200: OpenApiResponse(ref("BatchResults"), "One result per item, in order.")},
+            413,
+            415,
+        ),
+        examples=[
+            OpenApiExample(
+                "two messages",
+                value={
+                    "messages": [
+                        {
+                            "target_url": "https://ads.example.com/conversions",
+                            "body": {"event": "signup", "user_id": 4242},
+                            "idempotency_key": "signup-4242",
+                        },
+                        {"target_url": "https://crm.example.com/hooks", "body": {"paid": 12}},
+                    ]
+                },
+                request_only=True,
+            )
+        ],
     ),
     retrieve=extend_schema(
         operation_id="getMessage",
@@ -671,6 +778,11 @@ class MessageSubmission(_RequestBody):
 class RequeueRequest(_RequestBody):
     target_class = RequeueSerializer
     component = "RequeueRequest"
+
+
+class MessageBatch(_RequestBody):
+    target_class = BatchRequestSchema
+    component = "MessageBatch"
 
 
 class ProducerKeyScheme(OpenApiAuthenticationExtension):

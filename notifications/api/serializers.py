@@ -18,6 +18,7 @@ from notifications.services import Submission
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
+MAX_BATCH = 100  # messages in one POST /api/v1/messages/batch
 MAX_REQUEUE_REASON = 500
 
 

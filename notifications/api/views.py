@@ -15,6 +15,7 @@ from notifications.api.errors import RequestValidationError, classify, envelope
 from notifications.api.schema import message_operations
 from notifications.api.serializers import (
     DEFAULT_PAGE_SIZE,
+    MAX_BATCH,
     MAX_PAGE_SIZE,
     MessageSubmitSerializer,
     RequeueSerializer,
@@ -24,7 +25,6 @@ from notifications.api.serializers import (
 from notifications.api.throttling import ProducerIntakeThrottle
 from notifications.domain import Status
 
-MAX_BATCH = 100
 
 class ProducerViewSet(viewsets.ViewSet):
     """A producer API resource. What a route cannot serve is refused before authentication: a

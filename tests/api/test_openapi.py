@@ -40,6 +40,7 @@ def test_every_operation_is_documented_with_its_key_and_error_answers(generated)
     operations = [operation for path in document["paths"].values() for operation in path.values()]
     assert {operation["operationId"] for operation in operations} == {
         "submitMessage",
+        "submitMessageBatch",
         "listMessages",
         "getMessage",
         "listAttempts",
