@@ -87,6 +87,10 @@ def client(service: str, *, probe: bool = False) -> Any:
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 max_pool_connections=4 if probe else 64,
+                # botocore checks every request against the service model before sending it, a
+                # tenth of a worker's CPU; AWS checks them anyway (ValidationException, which
+                # `call` turns into AWSRefused), and Herald builds its requests in one place.
+                parameter_validation=False,
             )
             session = boto3.session.Session()
             _clients[key] = metrics.instrument_aws_client(
