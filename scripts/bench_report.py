@@ -284,6 +284,7 @@ def render_units(results: list[dict[str, Any]]) -> str:
     for name in targets:
         row(f"  {name}", [u["write_units_per_message"].get(name, 0.0) for u in units])
     row("  total", [u["write_units_per_message_total"] for u in units])
+    row("  of which in status changes", [u["status_change_write_units_per_message"] for u in units])
     out("  read units per message")
     for name in targets:
         row(f"  {name}", [u["read_units_per_message"].get(name, 0.0) for u in units])

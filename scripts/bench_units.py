@@ -675,6 +675,7 @@ def summarize_units(totals: Mapping[str, float], messages: int) -> dict[str, Any
         "read_units_per_message_total": sum(reads.values()),
         "sqs_billed_requests_per_message": sqs,
         "sqs_billed_requests_per_message_total": sum(sqs.values()),
+        "status_change_write_units_per_message": change_units * per,
         "status_changes": {
             "count": changes,
             "write_units_per_change": change_units / changes if changes else None,
