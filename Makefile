@@ -15,7 +15,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(BIN)/python scripts/devstack.py
 
-# Throughput, latency, AWS calls and CPU per message, fairness; see scripts/bench.py.
+# Throughput, latency, AWS calls, CPU and DynamoDB/SQS units per message, fairness, the floor, the
+# API over HTTP, listings at 10 and 10,000 messages; see scripts/bench.py.
 # BENCH_MESSAGES=300 by default; results also go to bench-results/bench.json.
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
