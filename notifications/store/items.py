@@ -143,7 +143,7 @@ def message_to_items(
         "attempt_count": message.attempt_count,
         "budget_attempts": message.budget_attempts,
         "budget_started_at": message.budget_started_at,
-        "history": [entry.as_dict() for entry in message.history],
+        "history": [history_text(entry) for entry in message.history],
         "attempts": [],
     }
     optional = {
@@ -212,7 +212,7 @@ def item_to_message(
         lease_token=data.get("lease_token"),
         lease_expires_at=data.get("lease_expires_at"),
         expires_at=int(data["expires_at"]) if data.get("expires_at") is not None else None,
-        history=tuple(HistoryEntry.from_dict(entry) for entry in history),
+        history=tuple(HistoryEntry.from_dict(json.loads(entry)) for entry in history),
         request_loaded="headers" in source,
         aux_expires_at=int(data["aux_expires_at"]) if data.get("aux_expires_at") else None,
     )
@@ -230,8 +230,16 @@ def with_request(message: Message, request_item: Mapping[str, Any]) -> Message:
     return replace(message, request=request, request_loaded=True)
 
 
-def attempt_record(attempt: Attempt) -> dict[str, Any]:
-    """An attempt as an element of the status item's `attempts` list (plain values)."""
+def history_text(entry: HistoryEntry) -> str:
+    """A history entry as an element of the status item's `history` list: compact JSON text.
+    Log entries are stored as text, not as maps, because every status change returns the item
+    and botocore parses a map attribute by attribute, in Python: text costs one value each."""
+    return json.dumps(entry.as_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+def attempt_record(attempt: Attempt) -> str:
+    """An attempt as an element of the status item's `attempts` list: compact JSON text (see
+    `history_text`)."""
     values: dict[str, Any] = {
         "number": attempt.number,
         "started_at": attempt.started_at,
@@ -247,7 +255,7 @@ def attempt_record(attempt: Attempt) -> dict[str, Any]:
         values["error"] = attempt.error
     if attempt.error_code is not None:
         values["error_code"] = attempt.error_code.value
-    return values
+    return json.dumps(values, separators=(",", ":"), ensure_ascii=False)
 
 
 def attempts_of(
@@ -256,7 +264,7 @@ def attempts_of(
     """The attempt log: the LOG items' attempts (in order), then the status item's."""
     records = [record for log in log_items for record in deserialize(log).get("attempts") or ()]
     records.extend(deserialize(item).get("attempts") or ())
-    return [_attempt(record) for record in records]
+    return [_attempt(json.loads(record)) for record in records]
 
 
 def _attempt(data: Mapping[str, Any]) -> Attempt:

@@ -36,6 +36,7 @@ from notifications.store.items import (
     attempt_record,
     attempts_of,
     deserialize,
+    history_text,
     item_size,
     item_to_message,
     log_size,
@@ -284,7 +285,7 @@ class MessageRecords:
             ":gsi_status": status_partition(target, message_id),
             ":gsi_producer_status": producer_status_partition(producer_id, target, message_id),
             ":updated_at": entry.at,
-            ":entry": [entry.as_dict()],
+            ":entry": [history_text(entry)],
             ":empty": [],
         }
         assignments = [
