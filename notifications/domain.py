@@ -27,6 +27,7 @@ TRANSITIONS: dict[tuple[Status, Status], str] = {
     (Status.PENDING, Status.QUEUED): "sent to the work queue",
     (Status.PENDING, Status.PROCESSING): "claimed by a worker before it was marked queued",
     (Status.QUEUED, Status.PROCESSING): "claimed by a worker",
+    (Status.QUEUED, Status.QUEUED): "scheduled retry pulled forward by an operator (deliver now)",
     (Status.PROCESSING, Status.PROCESSING): "expired lease re-claimed by a worker",
     (Status.PROCESSING, Status.QUEUED): "retry scheduled, or expired lease returned to the queue",
     (Status.PROCESSING, Status.COMPLETED): "delivered",

@@ -10,12 +10,20 @@ import threading
 import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import close_old_connections
 
 from notifications.clock import Clock, system_clock
 from notifications.delivery.http import outgoing_headers
 from notifications.domain import Attempt, FailureNote, Message, MessageNotFound, Status
-from notifications.models import Producer, SigningSecret, producer_pk, producer_public_id
+from notifications.hosts import HostLimits
+from notifications.models import (
+    HostPolicy,
+    Producer,
+    SigningSecret,
+    producer_pk,
+    producer_public_id,
+)
 from notifications.queue import WorkQueue, default_queue
 from notifications.services import message_id_for
 from notifications.store import MessageStore, default_store
@@ -126,6 +134,46 @@ class ProducerCache:
         with self._lock:
             self._entries[producer_id] = (now, profile)
         return profile
+
+
+def default_host_limits() -> HostLimits:
+    """What a host without a policy may take (the HOST_* and CIRCUIT_* settings)."""
+    return HostLimits(
+        max_in_flight=settings.HOST_MAX_IN_FLIGHT,
+        max_per_second=settings.HOST_MAX_PER_SECOND,
+        failure_threshold=settings.CIRCUIT_FAILURE_THRESHOLD,
+        cool_off_seconds=settings.CIRCUIT_COOL_OFF_SECONDS,
+        max_cool_off_seconds=settings.CIRCUIT_MAX_COOL_OFF_SECONDS,
+    )
+
+
+def limits_of(policy: HostPolicy, defaults: HostLimits) -> HostLimits:
+    """A policy's limits, its empty fields taken from `defaults`."""
+
+    def pick(value: int | None, default: float) -> float:
+        return default if value is None else value
+
+    return HostLimits(
+        max_in_flight=int(pick(policy.max_in_flight, defaults.max_in_flight)),
+        max_per_second=int(pick(policy.max_per_second, defaults.max_per_second)),
+        failure_threshold=int(pick(policy.failure_threshold, defaults.failure_threshold)),
+        cool_off_seconds=pick(policy.cool_off_seconds, defaults.cool_off_seconds),
+        max_cool_off_seconds=max(
+            defaults.max_cool_off_seconds,
+            pick(policy.cool_off_seconds, defaults.cool_off_seconds),
+        ),
+    )
+
+
+def host_policies() -> dict[str, HostLimits]:
+    """Every host policy's limits, by host (one query; the worker's host guard calls it from a
+    thread of its own, outside any request, so it drops stale connections as ProducerCache does)."""
+    defaults = default_host_limits()
+    close_old_connections()
+    try:
+        return {policy.host: limits_of(policy, defaults) for policy in HostPolicy.objects.all()}
+    finally:
+        close_old_connections()
 
 
 # -- operator console ------------------------------------------------------------------------------

@@ -249,6 +249,7 @@ class MessageRecords:
         lease_token: str | None = None,
         lease_expired_before: str | None = None,
         due_by: str | None = None,
+        next_attempt_was: str | None = None,
         increments: Mapping[str, int] | None = None,
         attempt: Attempt | None = None,
     ) -> Message:
@@ -261,7 +262,8 @@ class MessageRecords:
         worker whose lease expired cannot overwrite the result of the worker that took over.
         `lease_expired_before` requires the lease to have expired before that instant (re-claiming
         a PROCESSING message); `due_by` requires `next_attempt_at`, if set, to be no later than
-        that instant. `changes` sets other fields (a None value removes the attribute);
+        that instant; `next_attempt_was` requires `next_attempt_at` to be that value still (an
+        operator pulling a retry forward acts on the schedule they saw). `changes` sets other fields (a None value removes the attribute);
         `increments` adds to numeric ones; `attempt` is appended to the attempt log in the same
         write. `producer_id` places the message in the producer's status index partition (the
         condition checks it is the message's producer).
@@ -339,6 +341,10 @@ class MessageRecords:
             names["#next"] = "next_attempt_at"
             values[":due_by"] = due_by
             conditions.append("(attribute_not_exists(#next) OR #next <= :due_by)")
+        if next_attempt_was is not None:
+            names["#next_was"] = "next_attempt_at"
+            values[":next_was"] = next_attempt_was
+            conditions.append("#next_was = :next_was")
 
         try:
             response = self._table.call(

@@ -16,7 +16,7 @@ from notifications.clock import Clock
 from notifications.delivery.admission import Admission, Ticket
 from notifications.delivery.backoff import RetrySchedule
 from notifications.delivery.http import DeliveryClient
-from notifications.delivery.policy import OutcomePolicy
+from notifications.delivery.policy import OutcomePolicy, Verdict
 from notifications.domain import Message
 from notifications.queue import QueuedWork, WorkQueue
 from notifications.selectors import ProducerCache
@@ -102,7 +102,7 @@ class MessageHandling:
                 if ticket is None:
                     return False
                 tickets.append(ticket)
-            return True
+            return self.admission.confirm(tickets[0])  # a failing host: is it still open?
 
         try:
             result = services.delivery_claim(
@@ -125,7 +125,7 @@ class MessageHandling:
         assert result.message is not None
         started = time.monotonic()
         try:
-            return self._deliver(work, result.message)
+            return self._deliver(work, result.message, tickets[0])
         finally:
             self.admission.release(tickets[0], seconds=time.monotonic() - started)
 
@@ -181,7 +181,7 @@ class MessageHandling:
         self.acks.delete(work.receipt_handle)
         return "deferred"
 
-    def _deliver(self, work: QueuedWork, message: Message) -> str:
+    def _deliver(self, work: QueuedWork, message: Message, ticket: Ticket) -> str:
         if message.budget_attempts > self.schedule.max_attempts:
             services.delivery_give_up(
                 claimed=message,
@@ -222,6 +222,11 @@ class MessageHandling:
             queue=self.queue,
             clock=self.clock,
         )
+        if not result.blocked:  # a call was made: the host's circuit counts it
+            failed = outcome.verdict == Verdict.RETRY
+            self.admission.record_call(
+                ticket, failed=failed, detail=services.describe_result(result)
+            )
         # Only now that the outcome is stored may the queue message go.
         self.acks.delete(work.receipt_handle)
         if outcome.message is None:
