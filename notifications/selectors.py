@@ -16,7 +16,7 @@ from django.db import close_old_connections
 from notifications.clock import Clock, system_clock
 from notifications.delivery.http import outgoing_headers
 from notifications.domain import Attempt, FailureNote, Message, MessageNotFound, Status
-from notifications.hosts import HostLimits
+from notifications.hosts import HostEvent, HostLimits, HostState, normalize_host
 from notifications.models import (
     HostPolicy,
     Producer,
@@ -174,6 +174,40 @@ def host_policies() -> dict[str, HostLimits]:
         return {policy.host: limits_of(policy, defaults) for policy in HostPolicy.objects.all()}
     finally:
         close_old_connections()
+
+
+@dataclass(frozen=True)
+class HostView:
+    """A target host for an operator: its state, its limits (its policy's, or the defaults),
+    and its latest transitions."""
+
+    state: HostState
+    limits: HostLimits
+    has_policy: bool
+    events: list[HostEvent]
+
+
+def host_view(*, host: str, store: MessageStore | None = None) -> HostView:
+    """Raises InvalidHost for a name no target URL could have."""
+    host = normalize_host(host)
+    store = store or default_store()
+    policy = HostPolicy.objects.filter(host=host).first()
+    defaults = default_host_limits()
+    return HostView(
+        state=store.hosts.read(host),
+        limits=limits_of(policy, defaults) if policy else defaults,
+        has_policy=policy is not None,
+        events=store.hosts.events(host),
+    )
+
+
+def hosts_held_back(
+    *, store: MessageStore | None = None, clock: Clock = system_clock
+) -> list[HostState]:
+    """Hosts whose circuit is open or half-open, or that are paused, now (two reads)."""
+    now = clock.now()
+    states = (store or default_store()).hosts.guarded()
+    return [state for state in states if state.guarded_at(now)]
 
 
 # -- operator console ------------------------------------------------------------------------------

@@ -147,8 +147,8 @@ class Admission:
             return ticket
 
     def confirm(self, ticket: Ticket) -> bool:
-        """Just before the call (on the delivery thread; may read the host's state): whether it
-        may still go."""
+        """Just before the call, the message claimed (on the delivery thread; may read the
+        host's state): whether it may still go."""
         return ticket.host_pass is None or self._guard.confirm(ticket.host_pass)
 
     def record_call(self, ticket: Ticket, *, failed: bool, detail: str) -> None:

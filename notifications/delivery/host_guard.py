@@ -227,8 +227,9 @@ class HostGuard:
     # -- the delivery thread (AWS) ----------------------------------------------------------
 
     def confirm(self, host_pass: HostPass) -> bool:
-        """Before the call: for a host that has been failing, read its state (strongly
-        consistent) and go only if its circuit is still closed and it is not paused."""
+        """Just before the call (the message claimed): for a host that has been failing, read its
+        state (strongly consistent) and go only if its circuit is still closed and it is not
+        paused."""
         if not host_pass.needs_check or host_pass.confirmed:
             return True
         state = self._states.read(host_pass.host)
@@ -248,12 +249,11 @@ class HostGuard:
         host_pass.reported = True
         host = host_pass.host
         limits = self.limits(host)
-        wall = self._clock.now()
         try:
             if host_pass.probe is not None:
-                self._end_probe(host_pass, limits, failed=failed, detail=detail, now=wall)
+                self._end_probe(host_pass, limits, failed=failed, detail=detail)
             elif failed and limits.failure_threshold > 0:
-                self._count_failure(host, limits, detail=detail, now=wall)
+                self._count_failure(host, limits, detail=detail)
             elif not failed:
                 with self._lock:
                     view = self._views.setdefault(host, _View())
@@ -266,7 +266,7 @@ class HostGuard:
         except AWSUnavailable as error:
             logger.warning("host %s: call outcome not recorded for the circuit: %s", host, error)
 
-    def _count_failure(self, host: str, limits: HostLimits, *, detail: str, now: datetime) -> None:
+    def _count_failure(self, host: str, limits: HostLimits, *, detail: str) -> None:
         with self._lock:
             self._views.setdefault(host, _View()).suspect = True
         state = self._states.record_failure(host)
@@ -274,7 +274,7 @@ class HostGuard:
             opened = self._states.open_circuit(
                 host,
                 threshold=limits.failure_threshold,
-                now=now,
+                now=self._clock.now(),  # the transition's time: just before its write
                 cool_off=limits.cool_off_seconds,
                 actor=self.actor,
                 reason=f"{state.failures} consecutive failed calls; the last: {detail}",
@@ -285,7 +285,7 @@ class HostGuard:
         self._keep(host, state)
 
     def _end_probe(
-        self, host_pass: HostPass, limits: HostLimits, *, failed: bool, detail: str, now: datetime
+        self, host_pass: HostPass, limits: HostLimits, *, failed: bool, detail: str
     ) -> None:
         host = host_pass.host
         assert host_pass.probe is not None
@@ -302,7 +302,7 @@ class HostGuard:
             host,
             token=host_pass.probe,
             succeeded=not failed,
-            now=now,
+            now=self._clock.now(),
             cool_off=cool_off,
             actor=self.actor,
             reason=reason,

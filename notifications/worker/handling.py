@@ -102,7 +102,7 @@ class MessageHandling:
                 if ticket is None:
                     return False
                 tickets.append(ticket)
-            return self.admission.confirm(tickets[0])  # a failing host: is it still open?
+            return True
 
         try:
             result = services.delivery_claim(
@@ -206,6 +206,19 @@ class MessageHandling:
             self.acks.delete(work.receipt_handle)
             return "held" if held is not None else "lease_lost"
         message = self.store.with_request(message)  # one read when the request is kept apart
+        if not self.admission.confirm(ticket):  # a failing host's circuit opened meanwhile
+            host = message.request.host
+            released = services.delivery_give_back(
+                claimed=message,
+                worker_id=self.worker_id,
+                reason=f"waits: {host} takes no calls now (circuit open or paused)",
+                wait_seconds=math.ceil(self.admission.defer_seconds(host)),
+                store=self.store,
+                queue=self.queue,
+                clock=self.clock,
+            )
+            self.acks.delete(work.receipt_handle)
+            return "deferred" if released is not None else "lease_lost"
         started = self.clock.now()
         signatures = signature_headers(
             producer.signing_secrets, message.id, int(started.timestamp()), message.request.body
