@@ -15,8 +15,15 @@ from django.db import close_old_connections
 
 from notifications.clock import Clock, system_clock
 from notifications.delivery.http import outgoing_headers
-from notifications.domain import Attempt, FailureNote, Message, MessageNotFound, Status
-from notifications.hosts import HostEvent, HostLimits, HostState, normalize_host
+from notifications.domain import (
+    Attempt,
+    FailureNote,
+    Message,
+    MessageNotFound,
+    Status,
+    format_timestamp,
+)
+from notifications.hosts import Circuit, HostEvent, HostLimits, HostState, normalize_host
 from notifications.models import (
     HostPolicy,
     Producer,
@@ -185,29 +192,81 @@ class HostView:
     limits: HostLimits
     has_policy: bool
     events: list[HostEvent]
+    paused: bool  # now (a pause with an end time ends by itself)
 
 
-def host_view(*, host: str, store: MessageStore | None = None) -> HostView:
+def host_view(
+    *, host: str, store: MessageStore | None = None, clock: Clock = system_clock
+) -> HostView:
     """Raises InvalidHost for a name no target URL could have."""
     host = normalize_host(host)
     store = store or default_store()
     policy = HostPolicy.objects.filter(host=host).first()
     defaults = default_host_limits()
+    state = store.hosts.read(host)
     return HostView(
-        state=store.hosts.read(host),
+        state=state,
         limits=limits_of(policy, defaults) if policy else defaults,
         has_policy=policy is not None,
         events=store.hosts.events(host),
+        paused=state.paused_at(clock.now()),
     )
+
+
+def is_scheduled(message: Message, *, clock: Clock = system_clock) -> bool:
+    """Whether "deliver now" could pull the message forward: QUEUED with its next attempt ahead."""
+    return (
+        message.status == Status.QUEUED
+        and message.next_attempt_at is not None
+        and message.next_attempt_at > format_timestamp(clock.now())
+    )
+
+
+@dataclass(frozen=True)
+class HeldBack:
+    """A host held back, and why: `kind` "open" or "half_open" (its circuit), or "paused";
+    `until` is when the next probe may go, or when the pause ends (None: until resumed)."""
+
+    host: str
+    kind: str
+    since: str | None
+    reason: str
+    actor: str
+    until: str | None
 
 
 def hosts_held_back(
     *, store: MessageStore | None = None, clock: Clock = system_clock
-) -> list[HostState]:
-    """Hosts whose circuit is open or half-open, or that are paused, now (two reads)."""
+) -> list[HeldBack]:
+    """Hosts whose circuit is open or half-open, and hosts paused, now (two reads: the GUARDED
+    set and the states it names)."""
     now = clock.now()
-    states = (store or default_store()).hosts.guarded()
-    return [state for state in states if state.guarded_at(now)]
+    rows = []
+    for state in (store or default_store()).hosts.guarded():
+        if state.circuit != Circuit.CLOSED:
+            until = state.open_until if state.circuit == Circuit.OPEN else state.probe_until
+            rows.append(
+                HeldBack(
+                    state.host,
+                    state.circuit.value,
+                    state.circuit_since,
+                    state.circuit_reason,
+                    state.circuit_by,
+                    until,
+                )
+            )
+        if state.paused_at(now):
+            rows.append(
+                HeldBack(
+                    state.host,
+                    "paused",
+                    state.paused_since,
+                    state.paused_reason,
+                    state.paused_by,
+                    state.paused_until,
+                )
+            )
+    return rows
 
 
 # -- operator console ------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def host_pause(
     host = normalize_host(host)
     now = clock.now()
     if until is not None and until <= now:
-        raise ValueError("the end of a pause must be in the future")
+        raise ValueError("The end of a pause must be in the future.")
     state = (store or default_store()).hosts.pause(
         host, now=now, until=until, actor=actor, reason=reason
     )

@@ -131,8 +131,11 @@ class Command(BaseCommand):
     def _show(self, host: str | None) -> None:
         now = system_clock.now()
         if host is None:
-            for state in selectors.hosts_held_back():
-                self.stdout.write(f"{state.host}: {_state(state, now)}")
+            for row in selectors.hosts_held_back():
+                until = f" (until {row.until})" if row.until else ""
+                self.stdout.write(
+                    f"{row.host}: {row.kind} since {row.since} by {row.actor}{until}: {row.reason}"
+                )
             for host_name, limits in sorted(selectors.host_policies().items()):
                 self.stdout.write(f"policy {host_name}: {_describe(limits)}")
             return
