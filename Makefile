@@ -16,9 +16,11 @@ run: $(STAMP)
 	$(BIN)/python scripts/devstack.py
 
 # Throughput, latency, AWS calls and CPU per message, fairness; see scripts/bench.py.
-# BENCH_MESSAGES=300 by default; results also go to bench-results/bench.json.
+# BENCH_MESSAGES=300 by default; results also go to bench-results/bench.json. Then the AWS calls
+# the host guard adds per message, without and with a host policy (scripts/bench_hosts.py).
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_hosts.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from notifications.domain import format_timestamp
@@ -160,24 +160,31 @@ class HostEvent:
 
 
 def fair_share(
-    *, limit: int, state: HostState, me: str, demand: int, in_use: int, now_epoch: float
+    *,
+    limit: int,
+    state: HostState,
+    me: str,
+    demand: int,
+    in_use: int,
+    holding: int,
+    now_epoch: float,
 ) -> tuple[int, int]:
     """How many of a host's `limit` slots worker `me` should hold, and how many more it still
-    wants, given what the other live workers hold and want.
+    wants, given its `demand` (calls in flight and waiting), what it holds now, and what the
+    other live workers hold and want.
 
     A worker never records fewer slots than it has calls in flight (`in_use`): the sum of what
     live workers hold, which the conditional write keeps within the limit, stays at least what
-    is really in flight. While others are waiting, a worker keeps at most an even share."""
+    is really in flight. While others are waiting, a worker keeps at most an even share; while
+    nobody waits it keeps what it holds, so that a share is not rewritten each time its demand
+    moves."""
     others = [lease for w, lease in state.live_slots(now_epoch).items() if w != me]
     free = max(0, limit - sum(lease.held for lease in others))
     desired = min(demand, limit)
-    cap = limit
-    if any(lease.wanted for lease in others):  # others wait: keep at most an even share
+    if any(lease.wanted for lease in others):
         claimants = 1 + sum(1 for lease in others if lease.held or lease.wanted)
-        cap = math.ceil(limit / claimants)
-    held = max(in_use, min(desired, cap, free))
+        held = min(desired, math.ceil(limit / claimants), free)
+    else:
+        held = min(max(desired, holding), free)
+    held = max(in_use, held)
     return held, max(0, desired - held)
-
-
-def without_probe(state: HostState) -> HostState:
-    return replace(state, probe_token=None, probe_until=None)

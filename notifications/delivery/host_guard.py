@@ -496,6 +496,7 @@ class HostGuard:
                 me=self.worker_id,
                 demand=demand,
                 in_use=in_use,
+                holding=view.recorded[0],
                 now_epoch=epoch,
             )
         mine = state.slots.get(self.worker_id)
@@ -546,6 +547,7 @@ class HostGuard:
                 me=self.worker_id,
                 demand=held + wanted,
                 in_use=in_use,
+                holding=mine.held if (mine := now_state.slots.get(self.worker_id)) else 0,
                 now_epoch=epoch,
             )
         return False
