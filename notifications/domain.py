@@ -234,10 +234,22 @@ class FailureNote:
 
 
 @dataclass(frozen=True)
+class HourlyAttempts:
+    """Attempts that started in one UTC hour (`2026-11-25T14`): delivered, and failed (retried or
+    given up)."""
+
+    hour: str
+    delivered: int
+    failed: int
+
+
+@dataclass(frozen=True)
 class DeliveryStatistics:
     """Aggregates the store keeps up to date (see `store`): counts per status, the latest
-    failures (newest first) and failures per target host over a recent window."""
+    failures (newest first), failures per target host over a recent window, and attempts per
+    hour over it (oldest first)."""
 
     counts: dict[Status, int]
     recent_failures: list[FailureNote]
     failures_by_host: dict[str, int]
+    attempts_by_hour: list[HourlyAttempts] = field(default_factory=list)

@@ -8,7 +8,7 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -18,6 +18,7 @@ from notifications.delivery.http import outgoing_headers
 from notifications.domain import (
     Attempt,
     FailureNote,
+    HourlyAttempts,
     Message,
     MessageNotFound,
     Status,
@@ -291,6 +292,7 @@ class DashboardSummary:
     recent_failures: list[RecentFailure]
     top_failing_hosts: list[tuple[str, int]]
     window_hours: int
+    attempts_by_hour: list[HourlyAttempts] = field(default_factory=list)  # oldest first
 
 
 def dashboard_summary(
@@ -318,6 +320,7 @@ def dashboard_summary(
         recent_failures=[RecentFailure(note, status_now.get(note.message_id)) for note in notes],
         top_failing_hosts=list(statistics.failures_by_host.items())[:hosts],
         window_hours=window_hours,
+        attempts_by_hour=statistics.attempts_by_hour[-window_hours:],
     )
 
 

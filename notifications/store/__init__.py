@@ -65,6 +65,7 @@ class MessageStore(MessageRecords, MessageListing):
             self,
             table,
             on_arrival=self._statistics.record_arrival,
+            on_attempt=self._statistics.record_attempt,
             retention=retention,
             clock=clock,
         )

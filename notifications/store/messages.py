@@ -76,6 +76,8 @@ PARALLEL_WRITES = 8
 
 # Called after a write that set a status: the message as written, and the status it left.
 Arrival = Callable[[Message, Status | None], None]
+# Called after a write that stored an attempt.
+AttemptStored = Callable[[Attempt], None]
 
 
 class MessageRecords:
@@ -83,10 +85,17 @@ class MessageRecords:
     later): to every reader an expired message is a missing one."""
 
     def __init__(
-        self, table: Table, *, on_arrival: Arrival, retention: Retention, clock: Clock
+        self,
+        table: Table,
+        *,
+        on_arrival: Arrival,
+        retention: Retention,
+        clock: Clock,
+        on_attempt: AttemptStored | None = None,
     ) -> None:
         self._table = table
         self._on_arrival = on_arrival
+        self._on_attempt = on_attempt
         self._retention = retention
         self._clock = clock
 
@@ -364,6 +373,8 @@ class MessageRecords:
         updated = item_to_message(item)
         if target != expected:
             self._on_arrival(updated, expected)
+        if attempt is not None and self._on_attempt is not None:
+            self._on_attempt(attempt)
         self._keep_log_small(item)
         if self._retention.needs_aux_extension(
             updated.expires_at, updated.aux_expires_at, self._clock.now()

@@ -297,6 +297,15 @@ def test_operator_delivers_a_retry_now_then_pauses_and_resumes_its_host(
         assert calls == 2  # nothing went while paused
         page.goto(f"{live_server.url}/admin/herald/messages/{waiting}/")
         wait_until(lambda: status_shown("COMPLETED"), timeout=30, what="delivery", interval=0.5)
+        # The chart of attempts per hour: this hour's three calls, one of them failed.
+        page.goto(f"{live_server.url}/admin/herald/dashboard/")
+        hours = page.locator("#attempts-per-hour g.hour")
+        expect(hours).to_have_count(24)
+        assert (
+            hours.last.get_attribute("data-delivered"),
+            hours.last.get_attribute("data-failed"),
+        ) == ("2", "1")
+        screenshot(page, "dashboard-attempts-per-hour")
         page.goto(f"{live_server.url}/admin/herald/hosts/127.0.0.1/")
         events = page.locator("tr.host-event")
         expect(events).to_have_count(2)
