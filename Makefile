@@ -18,8 +18,11 @@ run: $(STAMP)
 # Throughput, latency, AWS calls, CPU and DynamoDB/SQS units per message, fairness, the floor, the
 # API over HTTP, listings at 10 and 10,000 messages; see scripts/bench.py.
 # BENCH_MESSAGES=300 by default; results also go to bench-results/bench.json.
+# Then the AWS calls the host guard adds per message, without and with a host policy
+# (scripts/bench_hosts.py).
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_hosts.py
 
 # Regenerates the committed OpenAPI document from the code (notifications/api/schema.py); a test
 # fails while docs/openapi.yaml differs from what the code generates.

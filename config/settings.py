@@ -235,6 +235,20 @@ WORKER_MAX_WAITING = env.int("WORKER_MAX_WAITING", default=128)
 # How long a worker keeps what it read of a producer (active or not, signing secrets): a
 # deactivation or a secret rotation reaches deliveries within this time.
 PRODUCER_CACHE_SECONDS = env.float("PRODUCER_CACHE_SECONDS", default=30.0)
+# Target hosts across the fleet (defaults for hosts without a policy; a policy is edited in the
+# admin or with `manage.py host policy`). 0: no limit, or for the threshold no circuit breaking.
+HOST_MAX_IN_FLIGHT = env.int("HOST_MAX_IN_FLIGHT", default=0)
+HOST_MAX_PER_SECOND = env.int("HOST_MAX_PER_SECOND", default=0)
+CIRCUIT_FAILURE_THRESHOLD = env.int("CIRCUIT_FAILURE_THRESHOLD", default=10)
+CIRCUIT_COOL_OFF_SECONDS = env.float("CIRCUIT_COOL_OFF_SECONDS", default=30.0)
+CIRCUIT_MAX_COOL_OFF_SECONDS = env.float("CIRCUIT_MAX_COOL_OFF_SECONDS", default=600.0)
+# How often a worker re-reads the state of the hosts it has work for, and the policies: a pause,
+# an open circuit seen by another worker or a policy change reaches it within this time.
+HOST_STATE_REFRESH_SECONDS = env.float("HOST_STATE_REFRESH_SECONDS", default=2.0)
+# A worker's share of a host's in-flight limit is a lease for this long (renewed while in use):
+# a share held by a worker that died is free again after it. It outlasts a call, so that a live
+# worker that cannot renew (AWS unreachable) still holds the slots of the calls it has running.
+HOST_SLOT_LEASE_SECONDS = env.float("HOST_SLOT_LEASE_SECONDS", default=DELIVERY_TIMEOUT + 30)
 # A deactivated producer's messages wait: each is looked at again after this many seconds.
 DELIVERY_HOLD_SECONDS = env.int("DELIVERY_HOLD_SECONDS", default=300)
 RETRY_SCHEDULE = env.str("RETRY_SCHEDULE", default="5,30,120,600,1800,3600,7200,14400,28800,57600")

@@ -27,6 +27,7 @@ TRANSITIONS: dict[tuple[Status, Status], str] = {
     (Status.PENDING, Status.QUEUED): "sent to the work queue",
     (Status.PENDING, Status.PROCESSING): "claimed by a worker before it was marked queued",
     (Status.QUEUED, Status.PROCESSING): "claimed by a worker",
+    (Status.QUEUED, Status.QUEUED): "scheduled retry pulled forward by an operator (deliver now)",
     (Status.PROCESSING, Status.PROCESSING): "expired lease re-claimed by a worker",
     (Status.PROCESSING, Status.QUEUED): "retry scheduled, or expired lease returned to the queue",
     (Status.PROCESSING, Status.COMPLETED): "delivered",
@@ -233,10 +234,22 @@ class FailureNote:
 
 
 @dataclass(frozen=True)
+class HourlyAttempts:
+    """Attempts that started in one UTC hour (`2026-11-25T14`): delivered, and failed (retried or
+    given up)."""
+
+    hour: str
+    delivered: int
+    failed: int
+
+
+@dataclass(frozen=True)
 class DeliveryStatistics:
     """Aggregates the store keeps up to date (see `store`): counts per status, the latest
-    failures (newest first) and failures per target host over a recent window."""
+    failures (newest first), failures per target host over a recent window, and attempts per
+    hour over it (oldest first)."""
 
     counts: dict[Status, int]
     recent_failures: list[FailureNote]
     failures_by_host: dict[str, int]
+    attempts_by_hour: list[HourlyAttempts] = field(default_factory=list)

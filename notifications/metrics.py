@@ -60,6 +60,16 @@ DELIVERY_OUTCOMES = ("completed", "retry", "failed", "lease_lost", "deferred", "
 ATTEMPT_OUTCOMES = ("delivered", "retry", "permanent")  # delivery.policy.Verdict values
 AWS_SERVICES = ("dynamodb", "sqs")
 AWS_ERROR_KINDS = ("throttled", "client", "server", "timeout", "connection")
+# hosts.Transition values
+HOST_TRANSITION_KINDS = (
+    "opened",
+    "half_opened",
+    "closed",
+    "reopened",
+    "closed_by_operator",
+    "paused",
+    "resumed",
+)
 QUEUES = ("work", "dead_letter")
 QUEUE_STATES = ("visible", "in_flight", "delayed")
 
@@ -120,6 +130,11 @@ AWS_ERRORS = Counter(
     "AWS API calls that failed, by service, operation and kind of error.",
     ["service", "operation", "error"],
 )
+HOST_TRANSITIONS = Counter(
+    "herald_host_transitions",
+    "Target hosts' circuit and pause transitions, by transition (the process that made it).",
+    ["transition"],
+)
 QUEUE_MESSAGES = "herald_queue_messages"
 QUEUE_MESSAGES_HELP = "Approximate messages in the work and dead-letter queues, by state."
 
@@ -128,6 +143,8 @@ for _outcome in DELIVERY_OUTCOMES:
     DELIVERIES.labels(_outcome)
 for _outcome in SUBMISSION_OUTCOMES[:2]:
     SUBMISSIONS.labels(_outcome, "")
+for _transition in HOST_TRANSITION_KINDS:
+    HOST_TRANSITIONS.labels(_transition)
 
 
 def record_submission(outcome: str, code: str | None = None) -> None:
@@ -145,6 +162,13 @@ def record_delivery(outcome: str) -> None:
     if outcome not in DELIVERY_OUTCOMES:
         raise ValueError(f"unknown delivery outcome {outcome!r}")
     DELIVERIES.labels(outcome).inc()
+
+
+def record_host_transition(transition: str) -> None:
+    """A target host's circuit or pause changed (see `hosts.Transition`)."""
+    if transition not in HOST_TRANSITION_KINDS:
+        raise ValueError(f"unknown host transition {transition!r}")
+    HOST_TRANSITIONS.labels(transition).inc()
 
 
 def observe_attempt(seconds: float, outcome: str) -> None:

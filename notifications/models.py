@@ -9,9 +9,11 @@ import hmac
 import secrets
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from notifications.clock import system_clock
+from notifications.hosts import InvalidHost, normalize_host
 
 API_KEY_PREFIX = "hrld"
 PUBLIC_ID_PREFIX = "prd_"
@@ -118,11 +120,61 @@ class Producer(models.Model):
         )
 
 
+class HostPolicy(models.Model):
+    """What one target host may take from the whole fleet of workers, and when its circuit
+    opens. An empty field takes the setting's default; 0 means no limit (no circuit breaking for
+    the threshold). Workers read policies every HOST_STATE_REFRESH_SECONDS."""
+
+    host = models.CharField(
+        max_length=253,
+        unique=True,
+        help_text="As in the target URLs: host name or address, no scheme or port.",
+    )
+    max_in_flight = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Calls in flight to this host across all workers (empty: HOST_MAX_IN_FLIGHT).",
+    )
+    max_per_second = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Calls per second to this host across all workers (empty: HOST_MAX_PER_SECOND).",
+    )
+    failure_threshold = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Consecutive failed calls that open the circuit (empty: "
+        "CIRCUIT_FAILURE_THRESHOLD; 0: never).",
+    )
+    cool_off_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Seconds an opened circuit waits before one probe call (empty: "
+        "CIRCUIT_COOL_OFF_SECONDS); doubled after each failed probe.",
+    )
+    note = models.CharField(max_length=200, blank=True, default="", help_text="Why, for people.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["host"]
+        verbose_name_plural = "host policies"
+
+    def __str__(self) -> str:
+        return self.host
+
+    def clean(self) -> None:
+        try:
+            self.host = normalize_host(self.host)
+        except InvalidHost as error:
+            raise ValidationError({"host": str(error)}) from None
+
+
 class Message(models.Model):
     """Permission anchor only: messages live in DynamoDB, never in this database.
 
-    It exists so that operators can be granted `notifications.view_message` and
-    `notifications.requeue_message` like any other Django permission.
+    It exists so that operators can be granted `notifications.view_message`,
+    `notifications.requeue_message`, `notifications.deliver_now` and `notifications.pause_host`
+    like any other Django permission.
     """
 
     class Meta:
@@ -131,6 +183,8 @@ class Message(models.Model):
         permissions = [
             ("view_message", "Can view messages in the operator console"),
             ("requeue_message", "Can requeue failed messages"),
+            ("deliver_now", "Can pull scheduled retries forward (deliver now)"),
+            ("pause_host", "Can pause and resume target hosts"),
         ]
 
     def __str__(self) -> str:

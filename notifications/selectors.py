@@ -8,14 +8,30 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import close_old_connections
 
 from notifications.clock import Clock, system_clock
 from notifications.delivery.http import outgoing_headers
-from notifications.domain import Attempt, FailureNote, Message, MessageNotFound, Status
-from notifications.models import Producer, SigningSecret, producer_pk, producer_public_id
+from notifications.domain import (
+    Attempt,
+    FailureNote,
+    HourlyAttempts,
+    Message,
+    MessageNotFound,
+    Status,
+    format_timestamp,
+)
+from notifications.hosts import Circuit, HostEvent, HostLimits, HostState, normalize_host
+from notifications.models import (
+    HostPolicy,
+    Producer,
+    SigningSecret,
+    producer_pk,
+    producer_public_id,
+)
 from notifications.queue import WorkQueue, default_queue
 from notifications.services import message_id_for
 from notifications.store import MessageStore, default_store
@@ -128,6 +144,132 @@ class ProducerCache:
         return profile
 
 
+def default_host_limits() -> HostLimits:
+    """What a host without a policy may take (the HOST_* and CIRCUIT_* settings)."""
+    return HostLimits(
+        max_in_flight=settings.HOST_MAX_IN_FLIGHT,
+        max_per_second=settings.HOST_MAX_PER_SECOND,
+        failure_threshold=settings.CIRCUIT_FAILURE_THRESHOLD,
+        cool_off_seconds=settings.CIRCUIT_COOL_OFF_SECONDS,
+        max_cool_off_seconds=settings.CIRCUIT_MAX_COOL_OFF_SECONDS,
+    )
+
+
+def limits_of(policy: HostPolicy, defaults: HostLimits) -> HostLimits:
+    """A policy's limits, its empty fields taken from `defaults`."""
+
+    def pick(value: int | None, default: float) -> float:
+        return default if value is None else value
+
+    return HostLimits(
+        max_in_flight=int(pick(policy.max_in_flight, defaults.max_in_flight)),
+        max_per_second=int(pick(policy.max_per_second, defaults.max_per_second)),
+        failure_threshold=int(pick(policy.failure_threshold, defaults.failure_threshold)),
+        cool_off_seconds=pick(policy.cool_off_seconds, defaults.cool_off_seconds),
+        max_cool_off_seconds=max(
+            defaults.max_cool_off_seconds,
+            pick(policy.cool_off_seconds, defaults.cool_off_seconds),
+        ),
+    )
+
+
+def host_policies() -> dict[str, HostLimits]:
+    """Every host policy's limits, by host (one query; the worker's host guard calls it from a
+    thread of its own, outside any request, so it drops stale connections as ProducerCache does)."""
+    defaults = default_host_limits()
+    close_old_connections()
+    try:
+        return {policy.host: limits_of(policy, defaults) for policy in HostPolicy.objects.all()}
+    finally:
+        close_old_connections()
+
+
+@dataclass(frozen=True)
+class HostView:
+    """A target host for an operator: its state, its limits (its policy's, or the defaults),
+    and its latest transitions."""
+
+    state: HostState
+    limits: HostLimits
+    has_policy: bool
+    events: list[HostEvent]
+    paused: bool  # now (a pause with an end time ends by itself)
+
+
+def host_view(
+    *, host: str, store: MessageStore | None = None, clock: Clock = system_clock
+) -> HostView:
+    """Raises InvalidHost for a name no target URL could have."""
+    host = normalize_host(host)
+    store = store or default_store()
+    policy = HostPolicy.objects.filter(host=host).first()
+    defaults = default_host_limits()
+    state = store.hosts.read(host)
+    return HostView(
+        state=state,
+        limits=limits_of(policy, defaults) if policy else defaults,
+        has_policy=policy is not None,
+        events=store.hosts.events(host),
+        paused=state.paused_at(clock.now()),
+    )
+
+
+def is_scheduled(message: Message, *, clock: Clock = system_clock) -> bool:
+    """Whether "deliver now" could pull the message forward: QUEUED with its next attempt ahead."""
+    return (
+        message.status == Status.QUEUED
+        and message.next_attempt_at is not None
+        and message.next_attempt_at > format_timestamp(clock.now())
+    )
+
+
+@dataclass(frozen=True)
+class HeldBack:
+    """A host held back, and why: `kind` "open" or "half_open" (its circuit), or "paused";
+    `until` is when the next probe may go, or when the pause ends (None: until resumed)."""
+
+    host: str
+    kind: str
+    since: str | None
+    reason: str
+    actor: str
+    until: str | None
+
+
+def hosts_held_back(
+    *, store: MessageStore | None = None, clock: Clock = system_clock
+) -> list[HeldBack]:
+    """Hosts whose circuit is open or half-open, and hosts paused, now (two reads: the GUARDED
+    set and the states it names)."""
+    now = clock.now()
+    rows = []
+    for state in (store or default_store()).hosts.guarded():
+        if state.circuit != Circuit.CLOSED:
+            until = state.open_until if state.circuit == Circuit.OPEN else state.probe_until
+            rows.append(
+                HeldBack(
+                    state.host,
+                    state.circuit.value,
+                    state.circuit_since,
+                    state.circuit_reason,
+                    state.circuit_by,
+                    until,
+                )
+            )
+        if state.paused_at(now):
+            rows.append(
+                HeldBack(
+                    state.host,
+                    "paused",
+                    state.paused_since,
+                    state.paused_reason,
+                    state.paused_by,
+                    state.paused_until,
+                )
+            )
+    return rows
+
+
 # -- operator console ------------------------------------------------------------------------------
 
 
@@ -150,6 +292,7 @@ class DashboardSummary:
     recent_failures: list[RecentFailure]
     top_failing_hosts: list[tuple[str, int]]
     window_hours: int
+    attempts_by_hour: list[HourlyAttempts] = field(default_factory=list)  # oldest first
 
 
 def dashboard_summary(
@@ -177,6 +320,7 @@ def dashboard_summary(
         recent_failures=[RecentFailure(note, status_now.get(note.message_id)) for note in notes],
         top_failing_hosts=list(statistics.failures_by_host.items())[:hosts],
         window_hours=window_hours,
+        attempts_by_hour=statistics.attempts_by_hour[-window_hours:],
     )
 
 

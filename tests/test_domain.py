@@ -16,6 +16,7 @@ ALLOWED = {
     (Status.PENDING, Status.QUEUED),
     (Status.PENDING, Status.PROCESSING),
     (Status.QUEUED, Status.PROCESSING),
+    (Status.QUEUED, Status.QUEUED),
     (Status.PROCESSING, Status.PROCESSING),
     (Status.PROCESSING, Status.QUEUED),
     (Status.PROCESSING, Status.COMPLETED),

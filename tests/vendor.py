@@ -1,4 +1,5 @@
-"""A real local HTTP server playing the vendor: scripted answers per path, every request recorded."""
+"""A real local HTTP server playing the vendor: scripted answers per path, every request recorded
+(with its arrival on the monotonic and the wall clock), and the most calls it held at once."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    wall: float = 0.0  # time.time(), to compare with Herald's recorded timestamps
 
 
 class Vendor:
@@ -32,6 +34,8 @@ class Vendor:
         self._scripts: dict[str, deque[Answer]] = defaultdict(deque)
         self._defaults: dict[str, Answer] = {}
         self._lock = threading.Lock()
+        self._active: dict[str, int] = defaultdict(int)
+        self.max_active: dict[str, int] = defaultdict(int)
         vendor = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,17 +45,20 @@ class Vendor:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 answer = vendor._record_and_pick(self.command, self.path, dict(self.headers), body)
-                if answer.delay:
-                    time.sleep(answer.delay)
                 try:
+                    if answer.delay:
+                        time.sleep(answer.delay)
                     self.send_response(answer.status)
                     for name, value in answer.headers.items():
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(answer.body)))
                     self.end_headers()
                     self.wfile.write(answer.body)
+                    self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the caller gave up (timeout) or was killed
+                finally:
+                    vendor._done(self.path)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
@@ -66,11 +73,19 @@ class Vendor:
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> Answer:
         with self._lock:
-            self.received.append(Received(method, path, headers, body, time.monotonic()))
+            self.received.append(
+                Received(method, path, headers, body, time.monotonic(), time.time())
+            )
+            self._active[path] += 1
+            self.max_active[path] = max(self.max_active[path], self._active[path])
             script = self._scripts[path]
             if script:
                 return script.popleft()
             return self._defaults.get(path, Answer())
+
+    def _done(self, path: str) -> None:
+        with self._lock:
+            self._active[path] -= 1
 
     def start(self) -> Vendor:
         self._thread.start()

@@ -1,11 +1,13 @@
-"""Herald in the Django admin: producers (a ModelAdmin) and the operator console for messages
-(custom views: messages live in DynamoDB, not in Django's database)."""
+"""Herald in the Django admin: producers and host policies (ModelAdmins) and the operator console
+for messages and target hosts (custom views: messages and hosts' state live in DynamoDB, not in
+Django's database)."""
 
 from django.contrib import admin
 
+from notifications.admin.policies import HostPolicyAdmin
 from notifications.admin.producers import ProducerAdmin
 from notifications.admin.views import OperatorConsole
 
-__all__ = ["OperatorConsole", "ProducerAdmin"]
+__all__ = ["HostPolicyAdmin", "OperatorConsole", "ProducerAdmin"]
 
 OperatorConsole(admin.site).install()

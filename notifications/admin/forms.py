@@ -1,4 +1,5 @@
-"""Input of the operator console: list filters and the requeue confirmation."""
+"""Input of the operator console: list filters, the requeue confirmation, and the reasons (and a
+pause's end) of the host and deliver-now actions."""
 
 from __future__ import annotations
 
@@ -58,3 +59,36 @@ class RequeueReasonForm(forms.Form):
 class BulkRequeueForm(RequeueReasonForm):
     ids = MessageIdsField(error_messages={"required": "Select at least one message."})
     filters = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput)
+
+
+class HostLookupForm(forms.Form):
+    host = forms.CharField(max_length=300, strip=True)
+
+
+class PauseHostForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500,
+        strip=True,
+        widget=forms.TextInput(attrs={"size": 60}),
+        help_text="Shown on the dashboard and recorded with the pause.",
+    )
+    until = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="UTC. Empty: until resumed.",
+    )
+
+
+class ResumeHostForm(forms.Form):
+    reason = forms.CharField(
+        required=False, max_length=500, strip=True, widget=forms.TextInput(attrs={"size": 60})
+    )
+
+
+class DeliverNowForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500,
+        strip=True,
+        widget=forms.TextInput(attrs={"size": 60}),
+        help_text="Recorded in each message's history.",
+    )

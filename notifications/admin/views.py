@@ -2,21 +2,18 @@
 on the Django admin site (messages live in DynamoDB, so there is no ORM changelist to reuse).
 
 Every view is wrapped in `AdminSite.admin_view` (staff login, CSRF, no caching) and checks its
-own permission: `notifications.view_message` to look, `notifications.requeue_message` to requeue.
+own permission (`admin.access`): `notifications.view_message` to look,
+`notifications.requeue_message` to requeue, `notifications.deliver_now` to pull a scheduled retry
+forward.
 Views stay thin: parse the input, call one selector or service, render.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.admin import AdminSite
-from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import PermissionDenied
 from django.http import (
     Http404,
     HttpRequest,
@@ -29,43 +26,29 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from notifications import selectors, services
-from notifications.admin.forms import BulkRequeueForm, MessageFilterForm, RequeueReasonForm
-from notifications.aws import AWSUnavailable
+from notifications.admin.access import (
+    DELIVER_NOW_PERMISSION,
+    REQUEUE_PERMISSION,
+    VIEW_PERMISSION,
+    log_changes,
+    requires,
+)
+from notifications.admin.forms import (
+    BulkRequeueForm,
+    DeliverNowForm,
+    MessageFilterForm,
+    RequeueReasonForm,
+)
+from notifications.admin.hosts import HostPages
 from notifications.domain import MessageNotFound, Status
 from notifications.models import Message as MessagePermissions
 
-VIEW_PERMISSION = "notifications.view_message"
-REQUEUE_PERMISSION = "notifications.requeue_message"
 PAGE_SIZE = 50
 LIST_FILTERS = ("status", "producer", "q")
 
-View = Callable[..., HttpResponse]
 
-
-def _requires(permission: str) -> Callable[[View], View]:
-    def decorate(view: View) -> View:
-        @wraps(view)
-        def checked(self: OperatorConsole, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            if not request.user.has_perm(permission):
-                raise PermissionDenied
-            try:
-                return view(self, request, *args, **kwargs)
-            except AWSUnavailable as error:
-                return self._render(
-                    request,
-                    "admin/notifications/console/unavailable.html",
-                    "Message store unavailable",
-                    {"error": str(error)},
-                    status=503,
-                )
-
-        return checked
-
-    return decorate
-
-
-class OperatorConsole:
-    """The console's URLs and views for one admin site."""
+class OperatorConsole(HostPages):
+    """The console's URLs and views for one admin site (the target hosts' in `HostPages`)."""
 
     def __init__(self, site: AdminSite) -> None:
         self.site = site
@@ -97,11 +80,17 @@ class OperatorConsole:
                 wrap(self.message_requeue),
                 name="herald_message_requeue",
             ),
+            path(
+                "herald/messages/<str:message_id>/deliver-now/",
+                wrap(self.message_deliver_now),
+                name="herald_message_deliver_now",
+            ),
+            *self.host_urls(),
         ]
 
     # -- pages ------------------------------------------------------------------------------
 
-    @_requires(VIEW_PERMISSION)
+    @requires(VIEW_PERMISSION)
     def dashboard(self, request: HttpRequest) -> HttpResponse:
         if response := self._get_only(request):
             return response
@@ -109,10 +98,14 @@ class OperatorConsole:
             request,
             "admin/notifications/console/dashboard.html",
             "Herald dashboard",
-            {"summary": selectors.dashboard_summary(), "producers": selectors.producer_names()},
+            {
+                "summary": selectors.dashboard_summary(),
+                "producers": selectors.producer_names(),
+                "held_back": selectors.hosts_held_back(),
+            },
         )
 
-    @_requires(VIEW_PERMISSION)
+    @requires(VIEW_PERMISSION)
     def message_list(self, request: HttpRequest) -> HttpResponse:
         if response := self._get_only(request):
             return response
@@ -147,7 +140,7 @@ class OperatorConsole:
             },
         )
 
-    @_requires(VIEW_PERMISSION)
+    @requires(VIEW_PERMISSION)
     def message_detail(self, request: HttpRequest, message_id: str) -> HttpResponse:
         if response := self._get_only(request):
             return response
@@ -165,12 +158,15 @@ class OperatorConsole:
                 "producer_names": selectors.producer_names(),
                 "can_requeue": request.user.has_perm(REQUEUE_PERMISSION)
                 and detail.message.status == Status.FAILED,
+                "can_deliver_now": request.user.has_perm(DELIVER_NOW_PERMISSION)
+                and selectors.is_scheduled(detail.message),
+                "deliver_now_form": DeliverNowForm(),
             },
         )
 
     # -- actions ----------------------------------------------------------------------------
 
-    @_requires(REQUEUE_PERMISSION)
+    @requires(REQUEUE_PERMISSION)
     def message_requeue(self, request: HttpRequest, message_id: str) -> HttpResponse:
         """GET: the confirmation page. POST: requeue it (if it is still FAILED)."""
         if response := self._get_or_post(request):
@@ -192,7 +188,32 @@ class OperatorConsole:
             {"form": form, "targets": [(message_id, message)], "cancel_url": detail_url},
         )
 
-    @_requires(REQUEUE_PERMISSION)
+    @requires(DELIVER_NOW_PERMISSION)
+    def message_deliver_now(self, request: HttpRequest, message_id: str) -> HttpResponse:
+        """POST (with a reason): pull the message's scheduled retry forward."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        detail_url = reverse("admin:herald_message_detail", args=[message_id])
+        form = DeliverNowForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Give a reason: it goes into the message's history.")
+            return HttpResponseRedirect(detail_url)
+        reason = form.cleaned_data["reason"]
+        outcome, _ = services.message_deliver_now(
+            message_id=message_id,
+            actor=f"operator:{request.user.get_username()}",
+            reason=reason,
+        )
+        if outcome == services.PullForward.PULLED:
+            log_changes(request, MessagePermissions, [message_id], f"Delivered now: {reason}")
+            messages.success(request, "Pulled forward: it goes to a worker now.")
+        else:
+            messages.warning(request, f"Not pulled forward: {outcome}.")
+        if outcome == services.PullForward.MISSING:
+            return HttpResponseRedirect(self._list_url(QueryDict()))
+        return HttpResponseRedirect(detail_url)
+
+    @requires(REQUEUE_PERMISSION)
     def messages_requeue(self, request: HttpRequest) -> HttpResponse:
         """GET ?ids=…: the confirmation page for a selection. POST: requeue the FAILED ones."""
         if response := self._get_or_post(request):
@@ -279,17 +300,4 @@ def _selection(params: QueryDict) -> QueryDict:
 
 def _log_requeues(request: HttpRequest, message_ids: list[str], reason: str) -> None:
     """One entry per requeued message in Django's admin log (object id = message id)."""
-    if not message_ids:
-        return
-    content_type = ContentType.objects.get_for_model(MessagePermissions)
-    LogEntry.objects.bulk_create(
-        LogEntry(
-            user_id=request.user.pk,
-            content_type=content_type,
-            object_id=message_id,
-            object_repr=message_id,
-            action_flag=CHANGE,
-            change_message=f"Requeued (FAILED → QUEUED): {reason}",
-        )
-        for message_id in message_ids
-    )
+    log_changes(request, MessagePermissions, message_ids, f"Requeued (FAILED → QUEUED): {reason}")

@@ -18,6 +18,10 @@ never spends the budget that moves poison messages to the dead-letter queue). Th
 follows how long the host's deliveries take, so a hanging host's backlog is looked at about once
 per timeout instead of spinning.
 
+Limits that hold across every worker (a host's policy: calls in flight and per second, the
+circuit breaker, an operator's pause) are the `hosts` guard's (`delivery.host_guard`): a ticket
+carries its pass, and `confirm`, `record_call` and `release` pass on to it.
+
 What is remembered of hosts that have nothing in flight (their call times, for deferrals) is
 bounded: the least recently used beyond `max_hosts_remembered` are forgotten.
 """
@@ -33,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from publicsuffixlist import PublicSuffixList
+
+from notifications.delivery.host_guard import HostGuard, HostPass
 
 MIN_DEFER_SECONDS = 1.0
 MAX_DEFER_SECONDS = 60.0
@@ -57,6 +63,7 @@ class Ticket:
     producer: str | None
     is_retry: bool
     admitted_at: float
+    host_pass: HostPass | None = None
 
 
 @dataclass
@@ -77,12 +84,14 @@ class Admission:
         producer_active_seconds: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
         max_hosts_remembered: int = MAX_HOSTS_REMEMBERED,
+        hosts: HostGuard | None = None,
     ) -> None:
         self.max_per_host = max(1, max_per_host)
         self.max_retries = max(1, max_retries)
         self.max_per_producer = max(1, max_per_producer) if max_per_producer else None
         self.producer_active_seconds = producer_active_seconds
         self.max_hosts_remembered = max_hosts_remembered
+        self.hosts = hosts
         self._monotonic = monotonic  # injected, so tests move time instead of sleeping
         self._lock = threading.Lock()
         self._per_host: Counter[str] = Counter()
@@ -119,12 +128,17 @@ class Admission:
                 and self._per_producer[producer] >= self.max_per_producer
             ):
                 return None
+            host_pass = None
+            if self.hosts is not None:
+                host_pass = self.hosts.try_admit(host)
+                if host_pass is None:
+                    return None
             self._per_host[host] += 1
             self._per_site[site] += 1
             if producer is not None:
                 self._per_producer[producer] += 1
             self._retries += int(is_retry)
-            ticket = Ticket(host, site, producer, is_retry, now)
+            ticket = Ticket(host, site, producer, is_retry, now, host_pass)
             self._admitted_at.setdefault(host, []).append(ticket.admitted_at)
             times = self._remember(host)
             if times.starts is None:
@@ -132,7 +146,24 @@ class Admission:
             times.starts.append(ticket.admitted_at)
             return ticket
 
+    def confirm(self, ticket: Ticket) -> bool:
+        """Just before the call, the message claimed (on the delivery thread; may read the
+        host's state): whether it may still go."""
+        return ticket.host_pass is None or self._guard.confirm(ticket.host_pass)
+
+    def record_call(self, ticket: Ticket, *, failed: bool, detail: str) -> None:
+        """The call was made: `failed` when the host did not take it (for the circuit)."""
+        if ticket.host_pass is not None:
+            self._guard.record_call(ticket.host_pass, failed=failed, detail=detail)
+
+    @property
+    def _guard(self) -> HostGuard:
+        assert self.hosts is not None
+        return self.hosts
+
     def release(self, ticket: Ticket, *, seconds: float | None = None) -> None:
+        if ticket.host_pass is not None:
+            self._guard.release(ticket.host_pass)
         with self._lock:
             _decrement(self._per_host, ticket.host)
             _decrement(self._per_site, ticket.site)
@@ -191,7 +222,8 @@ class Admission:
             turn = 0.0
             if ahead and starts and len(starts) >= 2 and now > starts[0]:
                 turn = ahead * (now - starts[0]) / len(starts)
-        return min(MAX_DEFER_SECONDS, max(MIN_DEFER_SECONDS, typical, running, turn))
+        local = min(MAX_DEFER_SECONDS, max(MIN_DEFER_SECONDS, typical, running, turn))
+        return max(local, self.hosts.wait_seconds(host)) if self.hosts is not None else local
 
     def in_flight(self, host: str) -> int:
         with self._lock:

@@ -4,7 +4,8 @@ nothing else changes a message or a producer.
 Writes go through `store.MessageStore.transition`, the guarded status change; queue sends go
 through `queue.WorkQueue`. Time comes from an injected clock. One module per area:
 `messages` (submit, enqueue, requeue), `intake` (producers' rate limits), `delivery` (claim, record, defer, the waiting line's
-decisions), `recovery` (reconcile, recount), `producers` (API keys, signing secrets).
+decisions), `recovery` (reconcile, recount), `producers` (API keys, signing secrets), `hosts`
+(pause and resume a target host, deliver now, host policies from the command line).
 """
 
 from notifications.services.delivery import (
@@ -17,6 +18,15 @@ from notifications.services.delivery import (
     delivery_give_up,
     delivery_record,
     describe_result,
+)
+from notifications.services.hosts import (
+    DeliverNowReport,
+    PullForward,
+    host_deliver_now,
+    host_pause,
+    host_policy_set,
+    host_resume,
+    message_deliver_now,
 )
 from notifications.services.intake import IntakeLimiter, producer_intake_admit
 from notifications.services.messages import (
@@ -46,6 +56,7 @@ from notifications.services.waiting import (
     WaitCheck,
     delivery_blocker,
     delivery_defer,
+    delivery_give_back,
     delivery_hold,
     delivery_postpone,
     delivery_wait_refresh,
@@ -56,9 +67,11 @@ __all__ = [
     "WAITING_STATUSES",
     "ClaimResult",
     "ClaimState",
+    "DeliverNowReport",
     "DeliveryOutcome",
     "IntakeLimiter",
     "ProducerInvalid",
+    "PullForward",
     "RequeueReport",
     "Submission",
     "SubmitResult",
@@ -67,12 +80,18 @@ __all__ = [
     "delivery_blocker",
     "delivery_claim",
     "delivery_defer",
+    "delivery_give_back",
     "delivery_give_up",
     "delivery_hold",
     "delivery_postpone",
     "delivery_record",
     "delivery_wait_refresh",
     "describe_result",
+    "host_deliver_now",
+    "host_pause",
+    "host_policy_set",
+    "host_resume",
+    "message_deliver_now",
     "message_enqueue",
     "message_id_for",
     "message_requeue",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
 from notifications.clock import Clock, system_clock
 from notifications.domain import (
@@ -112,22 +113,48 @@ def delivery_hold(
     deactivated). The claim's attempt is given back: holding spends no retry budget. `reason`
     becomes its last_error, so callers and operators see why it waits. None when the lease was
     lost meanwhile."""
+    return delivery_give_back(
+        claimed=claimed,
+        worker_id=worker_id,
+        reason=reason,
+        wait_seconds=hold_seconds,
+        changes={"last_error": reason, "last_error_code": FailureReason.PRODUCER_DEACTIVATED},
+        store=store,
+        queue=queue,
+        clock=clock,
+    )
+
+
+def delivery_give_back(
+    *,
+    claimed: Message,
+    worker_id: str,
+    reason: str,
+    wait_seconds: int,
+    changes: dict[str, Any] | None = None,
+    store: MessageStore | None = None,
+    queue: WorkQueue | None = None,
+    clock: Clock = system_clock,
+) -> Message | None:
+    """PROCESSING -> QUEUED without a call, with the claim's attempt given back (no retry
+    budget spent), looked at again in `wait_seconds` through a new queue message: what was
+    found once the message was claimed keeps it from going now (its producer is deactivated,
+    its host's circuit opened). None when the lease was lost meanwhile."""
     now = clock.now()
-    held = release_claim(
+    released = release_claim(
         claimed=claimed,
         target=Status.QUEUED,
         worker_id=worker_id,
         reason=reason,
         at=now,
         changes={
-            "last_error": reason,
-            "last_error_code": FailureReason.PRODUCER_DEACTIVATED,
-            "next_attempt_at": format_timestamp(now + timedelta(seconds=hold_seconds)),
+            **(changes or {}),
+            "next_attempt_at": format_timestamp(now + timedelta(seconds=wait_seconds)),
         },
         increments={"attempt_count": -1, "budget_attempts": -1},
         store=store or default_store(),
     )
-    if held is None:
+    if released is None:
         return None
-    (queue or default_queue()).send_for(held, delay_seconds=hold_seconds)
-    return held
+    (queue or default_queue()).send_for(released, delay_seconds=wait_seconds)
+    return released

@@ -9,7 +9,9 @@
 - `listing`: newest-first listings, one index per question, a page bounded by its size;
 - `statistics` (with `pending`): the dashboard's aggregates, kept up to date after each write;
 - `retention`: when finished messages expire (DynamoDB TTL);
-- `allowances`: fleet-wide usage counters per time window (producers' intake limits).
+- `allowances`: fleet-wide usage counters per time window (producers' intake limits, hosts'
+  rate limits);
+- `hosts`: target hosts' shared state (circuit, pause, shares of an in-flight limit, events).
 Methods raise `aws.AWSUnavailable` on AWS faults, and the domain's exceptions (`MessageExists`,
 `TransitionConflict`) when a conditional write finds the message otherwise than expected.
 """
@@ -25,6 +27,7 @@ from notifications.clock import Clock, system_clock
 from notifications.domain import DeliveryStatistics, Status
 from notifications.store import items
 from notifications.store.allowances import Allowances
+from notifications.store.hosts import HostStates
 from notifications.store.items import index_shards
 from notifications.store.listing import MessageListing
 from notifications.store.messages import MessageRecords
@@ -62,10 +65,12 @@ class MessageStore(MessageRecords, MessageListing):
             self,
             table,
             on_arrival=self._statistics.record_arrival,
+            on_attempt=self._statistics.record_attempt,
             retention=retention,
             clock=clock,
         )
         self.allowances = Allowances(table)
+        self.hosts = HostStates(table)
 
     position = staticmethod(items.position)
 

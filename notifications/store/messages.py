@@ -77,6 +77,8 @@ PARALLEL_WRITES = 8
 
 # Called after a write that set a status: the message as written, and the status it left.
 Arrival = Callable[[Message, Status | None], None]
+# Called after a write that stored an attempt.
+AttemptStored = Callable[[Attempt], None]
 
 
 class MessageRecords:
@@ -84,10 +86,17 @@ class MessageRecords:
     later): to every reader an expired message is a missing one."""
 
     def __init__(
-        self, table: Table, *, on_arrival: Arrival, retention: Retention, clock: Clock
+        self,
+        table: Table,
+        *,
+        on_arrival: Arrival,
+        retention: Retention,
+        clock: Clock,
+        on_attempt: AttemptStored | None = None,
     ) -> None:
         self._table = table
         self._on_arrival = on_arrival
+        self._on_attempt = on_attempt
         self._retention = retention
         self._clock = clock
 
@@ -250,6 +259,7 @@ class MessageRecords:
         lease_token: str | None = None,
         lease_expired_before: str | None = None,
         due_by: str | None = None,
+        next_attempt_was: str | None = None,
         increments: Mapping[str, int] | None = None,
         attempt: Attempt | None = None,
     ) -> Message:
@@ -262,7 +272,8 @@ class MessageRecords:
         worker whose lease expired cannot overwrite the result of the worker that took over.
         `lease_expired_before` requires the lease to have expired before that instant (re-claiming
         a PROCESSING message); `due_by` requires `next_attempt_at`, if set, to be no later than
-        that instant. `changes` sets other fields (a None value removes the attribute);
+        that instant; `next_attempt_was` requires `next_attempt_at` to be that value still (an
+        operator pulling a retry forward acts on the schedule they saw). `changes` sets other fields (a None value removes the attribute);
         `increments` adds to numeric ones; `attempt` is appended to the attempt log in the same
         write. `producer_id` places the message in the producer's status index partition (the
         condition checks it is the message's producer).
@@ -340,6 +351,10 @@ class MessageRecords:
             names["#next"] = "next_attempt_at"
             values[":due_by"] = due_by
             conditions.append("(attribute_not_exists(#next) OR #next <= :due_by)")
+        if next_attempt_was is not None:
+            names["#next_was"] = "next_attempt_at"
+            values[":next_was"] = next_attempt_was
+            conditions.append("#next_was = :next_was")
 
         try:
             response = self._table.call(
@@ -359,6 +374,8 @@ class MessageRecords:
         updated = item_to_message(item)
         if target != expected:
             self._on_arrival(updated, expected)
+        if attempt is not None and self._on_attempt is not None:
+            self._on_attempt(attempt)
         self._keep_log_small(item)
         if self._retention.needs_aux_extension(
             updated.expires_at, updated.aux_expires_at, self._clock.now()

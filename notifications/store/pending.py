@@ -1,4 +1,5 @@
-"""Status-count changes written behind: summed in memory, written as one UpdateItem a second."""
+"""Status-count changes written behind: summed in memory, written as one UpdateItem a second;
+and attempts per hour for the dashboard's chart, written every ATTEMPTS_EVERY flushes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from notifications.domain import Status
 
 logger = logging.getLogger(__name__)
 
+# Attempts per hour change the dashboard's chart, not its counts: written every this many
+# intervals (and before every statistics read, and at exit), not every second.
+ATTEMPTS_EVERY = 10
+
 
 class PendingCounts:
     """Status-count changes not yet written to the table: summed in memory and written as one
@@ -25,10 +30,18 @@ class PendingCounts:
     process dies without exiting (kill -9, power loss) are lost: the counts are then off by at
     most an interval's worth of changes until `recount_status_counters` repairs them."""
 
-    def __init__(self, write: Callable[[dict[str, int]], None], interval: float) -> None:
+    def __init__(
+        self,
+        write: Callable[[dict[str, int]], None],
+        interval: float,
+        write_attempts: Callable[[dict[tuple[str, str], int]], None] | None = None,
+    ) -> None:
         self._write = write
+        self._write_attempts = write_attempts
         self.interval = interval
         self._deltas: Counter[str] = Counter()
+        self._attempts: Counter[tuple[str, str]] = Counter()  # (hour, outcome) -> count
+        self._flushes = 0
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._flusher_pid: int | None = None
@@ -38,6 +51,7 @@ class PendingCounts:
         """A forked child starts empty: its parent writes what it had pending, and a lock the
         parent held at the fork must not stay held in the child."""
         self._deltas = Counter()
+        self._attempts = Counter()
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._flusher_pid = None
@@ -47,6 +61,16 @@ class PendingCounts:
             self._deltas[to.value] += 1
             if previous is not None:
                 self._deltas[previous.value] -= 1
+        self._changed()
+
+    def add_attempt(self, hour: str, outcome: str) -> None:
+        """One attempt started in `hour` (`2026-11-25T14`): outcome "delivered" or "failed"."""
+        with self._lock:
+            self._attempts[(hour, outcome)] += 1
+        self._changed()
+
+    def _changed(self) -> None:
+        with self._lock:
             start = self.interval > 0 and self._flusher_pid != os.getpid()
             if start:  # first change in this process (a forked child starts its own)
                 self._flusher_pid = os.getpid()
@@ -56,27 +80,45 @@ class PendingCounts:
             threading.Thread(target=self._run, name="status-counts", daemon=True).start()
             atexit.register(self.flush)
 
-    def flush(self) -> bool:
-        """Write what is pending; False if the write failed (the changes stay pending)."""
+    def flush(self, *, everything: bool = True) -> bool:
+        """Write what is pending (with `everything` False, the attempts only every
+        ATTEMPTS_EVERY calls); False if a write failed (its changes stay pending)."""
         with self._flushing:
+            self._flushes += 1
             with self._lock:
                 deltas = {name: change for name, change in self._deltas.items() if change}
                 self._deltas.clear()
-            if not deltas:
-                return True
-            try:
-                self._write(deltas)
-            except aws.AWSUnavailable as error:
-                with self._lock:
-                    self._deltas.update(deltas)
-                logger.warning("status counts not written yet (kept for the next try): %s", error)
-                return False
-            return True
+                attempts: dict[tuple[str, str], int] = {}
+                if everything or self._flushes % ATTEMPTS_EVERY == 0:
+                    attempts = dict(self._attempts)
+                    self._attempts.clear()
+            written = True
+            if deltas:
+                try:
+                    self._write(deltas)
+                except aws.AWSUnavailable as error:
+                    with self._lock:
+                        self._deltas.update(deltas)
+                    logger.warning(
+                        "status counts not written yet (kept for the next try): %s", error
+                    )
+                    written = False
+            if attempts and self._write_attempts is not None:
+                try:
+                    self._write_attempts(attempts)
+                except aws.AWSUnavailable as error:
+                    with self._lock:
+                        self._attempts.update(attempts)
+                    logger.warning(
+                        "attempt counts not written yet (kept for the next try): %s", error
+                    )
+                    written = False
+            return written
 
     def _run(self) -> None:
         while True:
             time.sleep(self.interval)
             try:
-                self.flush()
+                self.flush(everything=False)
             except Exception:  # keep counting whatever happened to one write
                 logger.exception("status counts: unexpected error while writing")

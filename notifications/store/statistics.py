@@ -12,14 +12,16 @@ would need 40 of them.)
 So the store keeps small aggregate items up to date after each successful message write (the only
 two writes that set a status: `put_new` and `transition`):
   STATS#COUNTS#<shard>               one number per status
-  STATS#FAILED#<UTC hour>#<shard>    failures per target host in that hour (ADD +1)
+  STATS#FAILED#<UTC hour>#<shard>    failures per target host in that hour (ADD +1), and the
+                                     attempts started in it, delivered and failed (the chart)
   STATS#RECENT#<shard>               the shard's last RECENT_FAILURE_SLOTS failures (a ring)
 
 Counts are written behind (`PendingCounts`): each process sums its status changes in memory
 (PENDING +1; PENDING -1, QUEUED +1; ...) and writes the sum as one UpdateItem a second
 (STATS_FLUSH_SECONDS) to a random one of the 8 COUNTS items, which spreads the writes; a reader
 adds the 8 up. That is one write a second per process however many messages move, instead of one
-per status change, which was about 30% of all AWS calls per delivered message. A failure is still
+per status change, which was about 30% of all AWS calls per delivered message. Attempts per hour (from every transition that records an attempt) are summed
+the same way and written every ten seconds, to a random shard of the hour's item. A failure is still
 counted at once, in the same UpdateItem that numbers it for the recent-failures ring (two more
 writes record it): failures are rare and operators look for them first.
 
@@ -42,8 +44,10 @@ from typing import Any
 
 from notifications import aws
 from notifications.domain import (
+    Attempt,
     DeliveryStatistics,
     FailureNote,
+    HourlyAttempts,
     Message,
     Status,
     format_timestamp,
@@ -89,7 +93,9 @@ class StatusStatistics:
     ) -> None:
         self._table = table
         self._count_shard = count_shard
-        self.pending_counts = PendingCounts(self._add_to_counts, flush_seconds)
+        self.pending_counts = PendingCounts(
+            self._add_to_counts, flush_seconds, write_attempts=self._add_attempts
+        )
 
     def record_arrival(self, message: Message, previous: Status | None) -> None:
         """Count a message that just entered `message.status` (best effort, never raises)."""
@@ -122,6 +128,33 @@ class StatusStatistics:
                 previous,
                 message.status,
                 error,
+            )
+
+    def record_attempt(self, attempt: Attempt) -> None:
+        """Count an attempt just stored, in the hour it started (best effort, never raises)."""
+        outcome = "delivered" if attempt.outcome == "delivered" else "failed"
+        self.pending_counts.add_attempt(attempt.started_at[:13], outcome)
+
+    def _add_attempts(self, counts: dict[tuple[str, str], int]) -> None:
+        """One UpdateItem per hour adding attempts, delivered and failed, to a random shard of
+        the hour's FAILED item."""
+        hours: dict[str, dict[str, int]] = {}
+        for (hour, outcome), count in counts.items():
+            hours.setdefault(hour, {})[f"attempts_{outcome}"] = count
+        for hour, added in hours.items():
+            expires = parse_hour(hour) + FAILURE_LOG_RETENTION
+            self._table.call(
+                "update_item",
+                Key=_key(f"STATS#FAILED#{hour}#{random.randrange(index_shards())}"),
+                UpdateExpression="ADD "
+                + ", ".join(f"{name} :{name}" for name in added)
+                + " SET expires_at = :expires",
+                ExpressionAttributeValues=serialize(
+                    {
+                        **{f":{name}": n for name, n in added.items()},
+                        ":expires": int(expires.timestamp()),
+                    }
+                ),
             )
 
     def _add_to_counts(self, deltas: dict[str, int]) -> None:
@@ -181,6 +214,8 @@ class StatusStatistics:
         counts = dict.fromkeys(Status, 0)
         notes: list[FailureNote] = []
         by_host: Counter[str] = Counter()
+        delivered: Counter[str] = Counter()
+        failed: Counter[str] = Counter()
         for item in items:
             data = deserialize(item)
             kind = data["pk"].split("#")[1]
@@ -192,6 +227,9 @@ class StatusStatistics:
                     FailureNote(**value) for name, value in data.items() if name.startswith("slot")
                 )
             elif kind == "FAILED":
+                hour = data["pk"].split("#")[2]
+                delivered[hour] += int(data.get("attempts_delivered", 0))
+                failed[hour] += int(data.get("attempts_failed", 0))
                 for name, value in data.items():
                     if name.startswith("host:"):
                         by_host[name[len("host:") :]] += int(value)
@@ -200,6 +238,9 @@ class StatusStatistics:
             counts={status: max(0, count) for status, count in counts.items()},
             recent_failures=notes[:recent],
             failures_by_host=dict(by_host.most_common()),
+            attempts_by_hour=[
+                HourlyAttempts(hour, delivered[hour], failed[hour]) for hour in reversed(hour_keys)
+            ],
         )
 
     def recount(self) -> dict[Status, int]:

@@ -16,7 +16,7 @@ from notifications.clock import Clock
 from notifications.delivery.admission import Admission, Ticket
 from notifications.delivery.backoff import RetrySchedule
 from notifications.delivery.http import DeliveryClient
-from notifications.delivery.policy import OutcomePolicy
+from notifications.delivery.policy import OutcomePolicy, Verdict
 from notifications.domain import Message
 from notifications.queue import QueuedWork, WorkQueue
 from notifications.selectors import ProducerCache
@@ -125,7 +125,7 @@ class MessageHandling:
         assert result.message is not None
         started = time.monotonic()
         try:
-            return self._deliver(work, result.message)
+            return self._deliver(work, result.message, tickets[0])
         finally:
             self.admission.release(tickets[0], seconds=time.monotonic() - started)
 
@@ -181,7 +181,7 @@ class MessageHandling:
         self.acks.delete(work.receipt_handle)
         return "deferred"
 
-    def _deliver(self, work: QueuedWork, message: Message) -> str:
+    def _deliver(self, work: QueuedWork, message: Message, ticket: Ticket) -> str:
         if message.budget_attempts > self.schedule.max_attempts:
             services.delivery_give_up(
                 claimed=message,
@@ -206,6 +206,19 @@ class MessageHandling:
             self.acks.delete(work.receipt_handle)
             return "held" if held is not None else "lease_lost"
         message = self.store.with_request(message)  # one read when the request is kept apart
+        if not self.admission.confirm(ticket):  # a failing host's circuit opened meanwhile
+            host = message.request.host
+            released = services.delivery_give_back(
+                claimed=message,
+                worker_id=self.worker_id,
+                reason=f"waits: {host} takes no calls now (circuit open or paused)",
+                wait_seconds=math.ceil(self.admission.defer_seconds(host)),
+                store=self.store,
+                queue=self.queue,
+                clock=self.clock,
+            )
+            self.acks.delete(work.receipt_handle)
+            return "deferred" if released is not None else "lease_lost"
         started = self.clock.now()
         signatures = signature_headers(
             producer.signing_secrets, message.id, int(started.timestamp()), message.request.body
@@ -222,6 +235,11 @@ class MessageHandling:
             queue=self.queue,
             clock=self.clock,
         )
+        if not result.blocked:  # a call was made: the host's circuit counts it
+            failed = outcome.verdict == Verdict.RETRY
+            self.admission.record_call(
+                ticket, failed=failed, detail=services.describe_result(result)
+            )
         # Only now that the outcome is stored may the queue message go.
         self.acks.delete(work.receipt_handle)
         if outcome.message is None:

@@ -4,7 +4,9 @@ drains before exit. Deletes and visibility changes of single queue messages go t
 worker's `Acknowledgements` (batched, `worker.acks`), which the stop flushes last.
 
 In-flight deliveries are guarded by one condition (`_slots`): a slot frees when a delivery ends,
-and that is when waiting messages are started (`WaitingLine.start_ready`). When the line is full
+and that is when waiting messages are started (`WaitingLine.start_ready`); so is a change the host
+guard saw (`delivery.host_guard`: a share of a host's limit, rate tokens, a probe, a closed
+circuit, a resumed host), whose refresher thread runs beside the loop. When the line is full
 (`max_waiting`), or when a message is handled synchronously (`handle()` from a test), a message
 held back by admission is deferred through SQS as a new queue message instead.
 """
@@ -21,12 +23,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from notifications import services
+from notifications import selectors, services
 from notifications.aws import AWSUnavailable
 from notifications.clock import Clock, system_clock
 from notifications.delivery.admission import Admission, Ticket
 from notifications.delivery.allowed_networks import allowed_networks_policy
 from notifications.delivery.backoff import RetrySchedule, parse_schedule
+from notifications.delivery.host_guard import HostGuard
 from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import OutcomePolicy, parse_status_set
 from notifications.domain import parse_timestamp
@@ -91,6 +94,9 @@ class Worker(MessageHandling):
         self.clock = clock
         self.worker_id = worker_id or default_worker_id()
         self.line = WaitingLine(capacity=max_waiting)
+        self.hosts = self.admission.hosts
+        if self.hosts is not None:
+            self.hosts.attach(waiting_for=self.line.ahead_for, on_change=self._wake_waiting)
         self.waiting_refresh_seconds = waiting_refresh_seconds
         self._stopping = threading.Event()
         self._slots = threading.Condition()  # guards _in_flight and _pool
@@ -102,6 +108,19 @@ class Worker(MessageHandling):
     @classmethod
     def from_settings(cls, *, concurrency: int | None = None) -> Worker:
         concurrency = concurrency or settings.WORKER_CONCURRENCY
+        worker_id = default_worker_id()
+        store = default_store()
+        hosts = HostGuard(
+            states=store.hosts,
+            allowances=store.allowances,
+            load_policies=selectors.host_policies,
+            defaults=selectors.default_host_limits(),
+            worker_id=worker_id,
+            refresh_seconds=settings.HOST_STATE_REFRESH_SECONDS,
+            slot_lease_seconds=settings.HOST_SLOT_LEASE_SECONDS,
+            # A probe's call may last DELIVERY_TIMEOUT; only then may another worker take over.
+            probe_lease_seconds=settings.DELIVERY_TIMEOUT + 10,
+        )
         return cls(
             concurrency=concurrency,
             poll_seconds=settings.WORKER_POLL_SECONDS,
@@ -119,6 +138,7 @@ class Worker(MessageHandling):
                 max_per_host=settings.DELIVERY_MAX_PER_HOST,
                 max_retries=max(1, int(concurrency * settings.WORKER_RETRY_SHARE)),
                 max_per_producer=max(1, int(concurrency * settings.WORKER_PRODUCER_SHARE)),
+                hosts=hosts,
             ),
             producers=ProducerCache(ttl_seconds=settings.PRODUCER_CACHE_SECONDS),
             hold_seconds=settings.DELIVERY_HOLD_SECONDS,
@@ -129,8 +149,9 @@ class Worker(MessageHandling):
                 max_age_seconds=settings.RETRY_MAX_AGE,
                 jitter=settings.RETRY_JITTER,
             ),
-            store=default_store(),
+            store=store,
             queue=default_queue(),
+            worker_id=worker_id,
             max_waiting=settings.WORKER_MAX_WAITING,
             # Well inside the reconciler's threshold for a QUEUED message it takes for lost.
             waiting_refresh_seconds=max(5.0, settings.RECONCILE_OLDER_THAN / 3),
@@ -172,6 +193,8 @@ class Worker(MessageHandling):
         logger.info("worker %s started, concurrency %d", self.worker_id, self.concurrency)
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()
+        if self.hosts is not None:
+            self.hosts.start()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="delivery")
         with self._slots:
             self._pool = pool
@@ -208,6 +231,8 @@ class Worker(MessageHandling):
             drained = self._drain()
             pool.shutdown(wait=drained, cancel_futures=True)
             self._hand_back_waiting()
+            if self.hosts is not None:
+                self.hosts.stop()  # gives back this worker's shares of hosts' limits
             # Last: every delete and visibility change of the run reaches SQS before exit (the
             # hand-back's deletes included).
             self.acks.close()
@@ -287,6 +312,12 @@ class Worker(MessageHandling):
         since = message.next_attempt_at or message.updated_at
         age = (self.clock.now() - parse_timestamp(since)).total_seconds()
         return max(0.0, self.waiting_refresh_seconds - age)
+
+    def _wake_waiting(self) -> None:
+        """The host guard saw a change that may let waiting messages go."""
+        with self._slots:
+            self._start_waiting()
+            self._slots.notify_all()
 
     def _start_waiting(self) -> None:
         """Start waiting messages that admission now lets through, while slots are free.

@@ -226,3 +226,95 @@ def test_operator_requeues_a_failed_message_and_sees_it_delivered(
     assert list(LogEntry.objects.values_list("object_id", "user__username")) == [
         (chosen, operator.username)
     ]
+
+
+def test_operator_delivers_a_retry_now_then_pauses_and_resumes_its_host(
+    live_server, transactional_db, aws, vendor, settings, make_worker
+):
+    """Deliver now from a message's page, then a pause seen on the dashboard: nothing goes to
+    the paused host until the operator resumes it."""
+    settings.DELIVERY_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    _, key = make_producer("orders-service")
+    operator = make_user("otto", permissions=("view_message", "deliver_now", "pause_host"))
+    api = Api(live_server.url, key)
+    url = vendor.script("/orders", Answer(503, body=b"busy"), then=Answer(200))
+    worker = make_worker(delays=(600.0,), max_attempts=3, host_guard=True)
+
+    with running(worker), chromium() as browser:
+        retrying = api.submit(url)
+        wait_until(lambda: len(vendor.requests_to("/orders")) == 1, timeout=30, what="a first call")
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(20_000)
+        page.goto(f"{live_server.url}/admin/login/")
+        page.fill("#id_username", operator.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+
+        # The retry is ten minutes away: pull it forward.
+        page.goto(f"{live_server.url}/admin/herald/messages/{retrying}/")
+        wait_until(
+            lambda: page.reload() or page.locator("#deliver-now-form").count() == 1,
+            timeout=20,
+            what="the retry to be scheduled",
+            interval=0.5,
+        )
+        page.fill("#id_deliver_reason", "orders API answers again")
+        page.click("#deliver-now-button")
+        expect(page.locator("ul.messagelist")).to_contain_text("Pulled forward")
+
+        def status_shown(status: str) -> bool:
+            if page.locator("#message-status").inner_text() == status:
+                return True
+            page.reload()
+            return False
+
+        wait_until(lambda: status_shown("COMPLETED"), timeout=30, what="delivery", interval=0.5)
+        expect(page.locator("#message-history")).to_contain_text(
+            "deliver now: orders API answers again"
+        )
+
+        # Pause the host from its page; the dashboard shows it, with why.
+        page.click("text=Host 127.0.0.1")
+        page.fill("#id_reason", "the vendor asked for a quiet hour")
+        page.click("#pause-button")
+        expect(page.locator("ul.messagelist")).to_contain_text("127.0.0.1 paused until resumed.")
+        expect(page.locator("#pause-state")).to_contain_text("the vendor asked for a quiet hour")
+        page.goto(f"{live_server.url}/admin/herald/dashboard/")
+        held = page.locator('#hosts-held-back tr[data-state="paused"]')
+        expect(held).to_contain_text("127.0.0.1")
+        expect(held).to_contain_text("the vendor asked for a quiet hour")
+        expect(held).to_contain_text(f"operator:{operator.username}")
+        screenshot(page, "dashboard-host-paused")
+
+        # A new message waits while the host is paused, and goes once it is resumed.
+        waiting = api.submit(url)
+        wait_until(lambda: worker.waiting == 1, timeout=20, what="the message to wait")
+        calls = len(vendor.requests_to("/orders"))
+        page.click('#hosts-held-back a:text("127.0.0.1")')
+        page.fill("#id_resume_reason", "quiet hour over")
+        page.click("#resume-button")
+        expect(page.locator("ul.messagelist")).to_contain_text("127.0.0.1 resumed.")
+        assert calls == 2  # nothing went while paused
+        page.goto(f"{live_server.url}/admin/herald/messages/{waiting}/")
+        wait_until(lambda: status_shown("COMPLETED"), timeout=30, what="delivery", interval=0.5)
+        # The chart of attempts per hour: this hour's three calls, one of them failed.
+        page.goto(f"{live_server.url}/admin/herald/dashboard/")
+        hours = page.locator("#attempts-per-hour g.hour")
+        expect(hours).to_have_count(24)
+        assert (
+            hours.last.get_attribute("data-delivered"),
+            hours.last.get_attribute("data-failed"),
+        ) == ("2", "1")
+        screenshot(page, "dashboard-attempts-per-hour")
+        page.goto(f"{live_server.url}/admin/herald/hosts/127.0.0.1/")
+        events = page.locator("tr.host-event")
+        expect(events).to_have_count(2)
+        expect(events.first).to_contain_text("quiet hour over")
+        page.close()
+
+    assert len(vendor.requests_to("/orders")) == 3
+    assert list(LogEntry.objects.order_by("pk").values_list("change_message", flat=True)) == [
+        "Delivered now: orders API answers again",
+        "Paused until resumed: the vendor asked for a quiet hour",
+        "Resumed: quiet hour over",
+    ]

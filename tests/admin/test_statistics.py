@@ -172,3 +172,40 @@ def test_recount_statuses_command(put_message):
     lines = out.getvalue().splitlines()
     assert "FAILED      1" in lines and "COMPLETED   1" in lines
     assert lines[-1] == "recounted 2 message(s)"
+
+
+def test_attempts_per_hour_come_from_the_attempts_stored(put_message, console):
+    from notifications.domain import Attempt
+
+    store = default_store()
+
+    def attempt_at(moment, target, outcome):
+        message = put_message(Status.PROCESSING)
+        stamp = format_timestamp(moment)
+        store.transition(
+            message.id,
+            producer_id=message.producer_id,
+            expected=Status.PROCESSING,
+            target=target,
+            entry=HistoryEntry(Status.PROCESSING, target, stamp, "worker:tests", outcome),
+            attempt=Attempt(1, stamp, 12, outcome, "tests"),
+        )
+
+    two_hours_ago = NOW - timedelta(hours=2)
+    attempt_at(NOW, Status.COMPLETED, "delivered")
+    attempt_at(NOW, Status.COMPLETED, "delivered")
+    attempt_at(NOW, Status.QUEUED, "retry")
+    attempt_at(two_hours_ago, Status.FAILED, "permanent")
+    attempt_at(NOW - timedelta(hours=30), Status.COMPLETED, "delivered")  # out of the window
+
+    hours = store.statistics(now=NOW).attempts_by_hour
+    assert len(hours) == 25 and hours[-1].hour == "2026-11-25T14"
+    by_hour = {h.hour: (h.delivered, h.failed) for h in hours if h.delivered or h.failed}
+    assert by_hour == {"2026-11-25T14": (2, 1), "2026-11-25T12": (0, 1)}
+
+    from notifications import selectors
+    from notifications.clock import ManualClock
+
+    summary = selectors.dashboard_summary(clock=ManualClock(NOW))
+    assert [h.hour for h in summary.attempts_by_hour][-1] == "2026-11-25T14"
+    assert len(summary.attempts_by_hour) == 24

@@ -145,6 +145,17 @@ def test_every_call_each_process_makes_is_allowed_by_its_policy(
                 assert console.get(path).status_code == 200, path
             assert console.get("/readyz").status_code == 200
             assert console.get("/metrics").status_code == 200
+            # Target hosts (issue 13): the pages, a pause and resume, deliver now.
+            host_page = "/admin/herald/hosts/127.0.0.1/"
+            for path in ("/admin/herald/hosts/", host_page):
+                assert console.get(path).status_code == 200, path
+            for action, data in (
+                ("pause/", {"reason": "policy test"}),
+                ("resume/", {"reason": "policy test"}),
+                ("deliver-now/", {"reason": "policy test"}),
+            ):
+                assert console.post(host_page + action, data).status_code == 302, action
+            assert console.get("/admin/herald/dashboard/").status_code == 200
 
         # A dead letter for redrive_dlq, put there by hand (not through Herald's clients).
         sqs = boto3.client("sqs", endpoint_url=standin, region_name=REGION)
@@ -157,6 +168,11 @@ def test_every_call_each_process_makes_is_allowed_by_its_policy(
                 ["requeue_failed", "--reason", "policy test"],
                 ["redrive_dlq"],
                 ["recount_statuses"],
+                ["host", "pause", "127.0.0.1", "--reason", "policy test"],
+                ["host", "show"],
+                ["host", "show", "127.0.0.1"],
+                ["host", "resume", "127.0.0.1"],
+                ["host", "deliver-now", "127.0.0.1", "--reason", "policy test"],
             ):
                 call_command(*command, stdout=StringIO())
     finally:

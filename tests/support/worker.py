@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from notifications import selectors
 from notifications.clock import Clock, system_clock
 from notifications.delivery.addresses import AddressPolicy
+from notifications.delivery.admission import Admission
 from notifications.delivery.backoff import RetrySchedule
+from notifications.delivery.host_guard import HostGuard
 from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import OutcomePolicy, parse_status_set
 from notifications.domain import Status
@@ -39,7 +42,27 @@ def make_worker(aws: str, transactional_db: None) -> Callable[..., Worker]:
         concurrency: int = 4,
         max_waiting: int = 16,
         ack_flush_seconds: float = 0.2,
+        host_guard: bool = False,
+        refresh_seconds: float = 0.2,
+        slot_lease_seconds: float = 10.0,
     ) -> Worker:
+        admission = None
+        if host_guard:  # as Worker.from_settings builds it, with quicker refreshes
+            store = default_store()
+            admission = Admission(
+                max_per_host=concurrency,
+                max_retries=concurrency,
+                hosts=HostGuard(
+                    states=store.hosts,
+                    allowances=store.allowances,
+                    load_policies=selectors.host_policies,
+                    defaults=selectors.default_host_limits(),
+                    worker_id=worker_id,
+                    refresh_seconds=refresh_seconds,
+                    slot_lease_seconds=slot_lease_seconds,
+                    probe_lease_seconds=timeout + 5,
+                ),
+            )
         return Worker(
             concurrency=concurrency,
             poll_seconds=1,
@@ -62,6 +85,7 @@ def make_worker(aws: str, transactional_db: None) -> Callable[..., Worker]:
             worker_id=worker_id,
             max_waiting=max_waiting,
             ack_flush_seconds=ack_flush_seconds,
+            admission=admission,
         )
 
     return build

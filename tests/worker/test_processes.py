@@ -2,48 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from notifications.domain import Status
+from tests.support.processes import start_worker
 from tests.support.submission import submit
 from tests.support.waiting import wait_until
 from tests.support.worker import status_of
 from tests.vendor import Answer
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
-
-def start_worker(endpoint: str, tmp_path: Path, name: str, **overrides: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    env.update(
-        HERALD_ENV_FILE=str(tmp_path / "absent.env"),
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_REGION="us-east-1",
-        WORKER_POLL_SECONDS="1",
-        SQS_VISIBILITY_TIMEOUT="2",
-        RETRY_SCHEDULE="1",
-        DELIVERY_ALLOWED_NETWORKS="127.0.0.0/8",
-        WORKER_METRICS_PORT="0",  # two workers at once: no status server, no port to share
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-    )
-    env.update(overrides)  # a test's own values win
-    migrate = [sys.executable, "manage.py", "migrate", "-v", "0"]
-    subprocess.run(migrate, cwd=ROOT, env=env, check=True, timeout=120)
-    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "run_worker", "--concurrency", "4"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
 
 
 def test_kill_9_mid_delivery_then_another_worker_completes_it(aws, vendor, tmp_path):
