@@ -173,19 +173,40 @@ def message_submit_many(
     queue = queue or default_queue()
     now = format_timestamp(clock.now())
     messages = [_new_message(producer_id, submission, now) for submission in submissions]
-    results: list[SubmitResult | Exception] = []
-    new: list[Message] = []
-    for message, failure in zip(messages, store.put_new_many(messages), strict=True):
+    # One write per message id: an Idempotency-Key repeated within the batch is answered as the
+    # single endpoint would answer it after the first (a replay, or a different request under
+    # a used key), whatever the order the writes would have raced in.
+    first: dict[str, Message] = {}
+    for message in messages:
+        first.setdefault(message.id, message)
+    unique = list(first.values())
+    stored: dict[str, SubmitResult | Exception] = {}
+    for message, failure in zip(unique, store.put_new_many(unique), strict=True):
         if failure is None:
-            results.append(SubmitResult(message, replayed=False))
-            new.append(message)
+            stored[message.id] = SubmitResult(message, replayed=False)
+        elif isinstance(failure, MessageExists):
+            try:
+                stored[message.id] = _replay(message, failure)
+            except (MessageIdCollision, IdempotencyKeyReused) as refused:
+                stored[message.id] = refused
+        else:
+            stored[message.id] = failure
+    results: list[SubmitResult | Exception] = []
+    for message in messages:
+        outcome = stored[message.id]
+        if message is first[message.id] or isinstance(outcome, Exception):
+            results.append(outcome)
             continue
-        try:
-            results.append(
-                _replay(message, failure) if isinstance(failure, MessageExists) else failure
-            )
+        try:  # a repeat of a key seen earlier in this batch
+            existing = outcome.message
+            results.append(_replay(message, MessageExists(existing)))
         except (MessageIdCollision, IdempotencyKeyReused) as refused:
             results.append(refused)
+    new = [
+        result.message
+        for message, result in zip(messages, results, strict=True)
+        if isinstance(result, SubmitResult) and not result.replayed and message is first[message.id]
+    ]
     sent = queue.send_batch(new) if new else set()
     if not sent:
         return results
@@ -235,7 +256,7 @@ def _mark_queued(
     """PENDING -> QUEUED once the queue message is sent; a fault is logged, not raised."""
     entry = HistoryEntry(Status.PENDING, Status.QUEUED, at, actor, reason)
     try:
-        return store.transition(
+        marked = store.transition(
             message.id,
             producer_id=message.producer_id,
             expected=Status.PENDING,
@@ -244,10 +265,12 @@ def _mark_queued(
         )
     except TransitionConflict as conflict:
         # A worker claimed it between our send and this update: it is on its way, which is success.
-        return conflict.current or message
+        marked = conflict.current or message
     except AWSUnavailable as error:
         logger.warning("message %s sent but not marked QUEUED: %s", message.id, error)
         return message
+    # The transition wrote (and returned) the status item alone: the request is the one submitted.
+    return replace(marked, request=message.request, request_loaded=message.request_loaded)
 
 
 def message_requeue(

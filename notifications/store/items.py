@@ -156,13 +156,13 @@ def message_to_items(
         "expires_at": message.expires_at,
     }
     values.update({key: value for key, value in optional.items() if value is not None})
+    if aux_expires_at is not None:  # the request item's, and any LOG item's to come
+        values["aux_expires_at"] = aux_expires_at
     fields = _request_fields(request)
     if item_size(serialize(fields)) <= INLINE_REQUEST_BYTES:
         values.update(fields)
         return serialize(values), None
     values["request_apart"] = True
-    if aux_expires_at is not None:
-        values["aux_expires_at"] = aux_expires_at
     request_values: dict[str, Any] = {
         "pk": message.id,
         "sk": request_sort_key(message.fingerprint),

@@ -376,21 +376,21 @@ class MessageRecords:
             self._on_arrival(updated, expected)
         if attempt is not None and self._on_attempt is not None:
             self._on_attempt(attempt)
-        self._keep_log_small(item)
+        segments = self._keep_log_small(item)
         if self._retention.needs_aux_extension(
             updated.expires_at, updated.aux_expires_at, self._clock.now()
         ):
-            self._extend_aux(item)
+            self._extend_aux(item, segments)
         return updated
 
-    def _keep_log_small(self, item: Mapping[str, Any]) -> None:
+    def _keep_log_small(self, item: Mapping[str, Any]) -> int:
         """Move the status item's log to a new LOG item once it passes LOG_SPILL_BYTES: one
         transaction puts the LOG item and cuts the moved entries from the status item, so no
         entry is lost or shown twice. Losing a race (another writer moved or appended first) is
         harmless: the next transition tries again."""
-        if log_size(item) <= LOG_SPILL_BYTES:
-            return
         data = deserialize(item)
+        if log_size(item) <= LOG_SPILL_BYTES:
+            return int(data.get("log_segments", 0))
         message_id = data["pk"]
         segment = int(data.get("log_segments", 0)) + 1
         history, attempts = data.get("history") or [], data.get("attempts") or []
@@ -400,8 +400,11 @@ class MessageRecords:
             "history": history,
             "attempts": attempts,
         }
-        if data.get("aux_expires_at") is not None:
-            log_values["expires_at"] = data["aux_expires_at"]
+        # As long as the request item, and never before the message itself.
+        expiries = [data.get("aux_expires_at"), data.get("expires_at")]
+        expiries = [int(value) for value in expiries if value is not None]
+        if expiries:
+            log_values["expires_at"] = max(expiries) + 1
         cuts = [f"#history[{n}]" for n in range(len(history))]
         cuts += [f"#attempts[{n}]" for n in range(len(attempts))]
         condition = "size(#history) = :h AND size(#attempts) = :a AND "
@@ -440,9 +443,10 @@ class MessageRecords:
                 ],
             )
         except (aws.ConditionFailed, aws.AWSUnavailable, aws.AWSRefused):
-            return  # changed meanwhile, or AWS busy: the log stays where it is until next time
+            return segment - 1  # changed meanwhile, or AWS busy: the log stays until next time
+        return segment
 
-    def _extend_aux(self, item: Mapping[str, Any]) -> None:
+    def _extend_aux(self, item: Mapping[str, Any], segments: int) -> None:
         """Give the request and LOG items a later expiry (see `Retention.needs_aux_extension`):
         the rare message that outlives them. Best effort: the next transition tries again."""
         data = deserialize(item)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from notifications import metrics, services
+from notifications.aws import AWSUnavailable
 from notifications.clock import Clock
 from notifications.delivery.admission import Admission, Ticket
 from notifications.delivery.backoff import RetrySchedule
@@ -27,6 +28,10 @@ from notifications.worker.acks import Acknowledgements
 from notifications.worker.waiting import Refusal, WaitingLine
 
 logger = logging.getLogger(__name__)
+
+# When a claimed message's request item could not be read (an AWS fault), it is looked at again
+# after this long, its attempt given back.
+REQUEST_READ_RETRY_SECONDS = 5
 
 # What `handle` returns, as the deliveries metric counts it (the rest: duplicates, messages not
 # due yet or under another worker's lease, undecodable or unknown ones, are not deliveries).
@@ -205,7 +210,23 @@ class MessageHandling:
             )
             self.acks.delete(work.receipt_handle)
             return "held" if held is not None else "lease_lost"
-        message = self.store.with_request(message)  # one read when the request is kept apart
+        try:
+            message = self.store.with_request(message)  # one read when the request is kept apart
+        except AWSUnavailable as error:
+            # No call was made: the claim's attempt is given back and the message looked at
+            # again shortly (an AWS fault; a request item that is gone fails at its budget).
+            logger.warning("message %s: request not read, given back: %s", message.id, error)
+            released = services.delivery_give_back(
+                claimed=message,
+                worker_id=self.worker_id,
+                reason="waits: its request could not be read",
+                wait_seconds=REQUEST_READ_RETRY_SECONDS,
+                store=self.store,
+                queue=self.queue,
+                clock=self.clock,
+            )
+            self.acks.delete(work.receipt_handle)
+            return "deferred" if released is not None else "lease_lost"
         if not self.admission.confirm(ticket):  # a failing host's circuit opened meanwhile
             host = message.request.host
             released = services.delivery_give_back(

@@ -143,3 +143,31 @@ def test_a_batch_through_a_second_producer_is_its_own(client, db):
     theirs = batch(other, [{**message_payload(), "idempotency_key": "shared"}]).json()["results"]
     assert mine[0]["status"] == theirs[0]["status"] == 202
     assert mine[0]["message"]["id"] != theirs[0]["message"]["id"]
+
+
+@pytest.mark.parametrize("body", [{"n": 1}, {"text": "x" * 2000}], ids=["inline", "kept apart"])
+def test_a_key_repeated_within_a_batch_is_answered_in_order_as_one_by_one(client, body):
+    same, other = message_payload(body=body), message_payload(body={"other": True})
+    items = [
+        {**same, "idempotency_key": "dup"},
+        message_payload(body=body),
+        {**same, "idempotency_key": "dup"},
+        {**other, "idempotency_key": "dup"},
+    ]
+    for _ in range(3):  # whatever order the writes would race in
+        results = batch(client, items).json()["results"]
+        first, plain, again, different = results
+        assert plain["status"] == 202
+        assert again["status"] == 200 and again["message"]["id"] == first["message"]["id"]
+        assert different["status"] == 422
+        assert different["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+        assert first["status"] in (202, 200)  # 202 the first time, a replay after
+    assert first["status"] == 200
+
+
+def test_an_accepted_message_shows_its_headers_whatever_its_size(client):
+    large = message_payload(body={"text": "x" * 2000})
+    single = client.post("/api/v1/messages", large, format="json").json()
+    batched = batch(client, [large]).json()["results"][0]["message"]
+    for shown in (single, batched):
+        assert shown["target"]["headers"]["Authorization"] == "********"

@@ -209,3 +209,32 @@ def test_a_message_that_outlives_its_request_item_gets_it_extended():
     extended = int(partition(message.id)[request_key]["expires_at"]["N"])
     assert extended > planned
     assert extended > (clock.now() + timedelta(days=28)).timestamp()
+
+
+def test_log_items_expire_after_their_message_inline_request_or_not():
+    clock = ManualClock()
+    store = MessageStore(default_store().table_name, clock=clock)
+    message = with_body("small")  # kept inline: no request item
+    store.put_new(message)
+    steps = [(Status.PENDING, Status.QUEUED, None)]
+    for number in range(1, 12):
+        steps.append((Status.QUEUED, Status.PROCESSING, None))
+        steps.append((Status.PROCESSING, Status.QUEUED, attempt(number, "s" * 900)))
+    steps.append((Status.QUEUED, Status.PROCESSING, None))
+    steps.append((Status.PROCESSING, Status.FAILED, attempt(12, "s" * 900)))
+    for source, target, record in steps:
+        clock.advance(2 * 86400)  # retried over weeks
+        entry = HistoryEntry(source, target, format_timestamp(clock.now()), "worker:w", "t")
+        store.transition(
+            message.id,
+            producer_id=message.producer_id,
+            expected=source,
+            target=target,
+            entry=entry,
+            attempt=record,
+        )
+    items = partition(message.id)
+    logs = [item for sk, item in items.items() if sk.startswith("LOG#")]
+    assert logs
+    finished = int(items["MESSAGE"]["expires_at"]["N"])
+    assert all(int(log["expires_at"]["N"]) >= finished for log in logs)
