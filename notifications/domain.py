@@ -205,7 +205,8 @@ class Message:
     # False for a message read without its request's headers and body (a listing row, a claim
     # of a message whose request is kept in an item of its own): see MessageStore.with_request.
     request_loaded: bool = True
-    aux_expires_at: int | None = None  # when the request and log items may go (the store's)
+    # When the request and log items may go: the store's bookkeeping, not part of the message.
+    aux_expires_at: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
