@@ -74,6 +74,9 @@ def aws(moto_endpoint: str, settings: Any) -> Iterator[str]:
     default_store().ensure_table()
     default_queue().ensure_queues()
     yield moto_endpoint
+    # Written now, while the settings still point at the server (at the session's end they no
+    # longer do, and a count left pending would go to the default endpoint at exit).
+    default_store().flush_statistics()
 
 
 class FaultInjector:

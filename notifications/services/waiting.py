@@ -126,6 +126,7 @@ def delivery_hold(
         },
         increments={"attempt_count": -1, "budget_attempts": -1},
         store=store or default_store(),
+        clock=clock,
     )
     if held is None:
         return None
