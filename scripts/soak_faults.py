@@ -135,13 +135,19 @@ class FaultRunner:
         self._later(event.seconds, service.start)
 
     def _terminate(self) -> None:
-        """SIGTERM the running worker with the most deliveries in flight; restart it when it
-        has exited (recording its exit code and how long the drain took)."""
-        running = [worker for worker in self.stack.workers if worker.running()]
-        if not running:
+        """SIGTERM the running worker with the most deliveries in flight (among those that
+        answer /metrics: one still starting would die of the signal before its handler is
+        installed); restart it when it has exited (recording its exit code and how long the
+        drain took)."""
+        for _ in range(10):  # a worker still starting answers no /metrics, nor SIGTERM yet
+            loads = [(in_flight(w), w) for w in self.stack.workers if w.running()]
+            ready = [(load, worker) for load, worker in loads if load is not None]
+            if ready:
+                break
+            time.sleep(1)
+        else:
             return
-        loads = [(in_flight(worker), worker) for worker in running]
-        load, worker = max(loads, key=lambda pair: pair[0] or 0)
+        load, worker = max(ready, key=lambda pair: pair[0])
         sent = time.monotonic()
         pid = worker.signal(signal.SIGTERM)
         if pid is None:

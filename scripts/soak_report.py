@@ -186,6 +186,9 @@ def print_table(summary: dict[str, Any]) -> None:
             codes = Counter(str(e["code"]) for e in summary["sigterm_exits"])
             note = "exit codes " + ", ".join(f"{c}: {n}" for c, n in sorted(codes.items()))
         row(f"    {FAULT_LABELS.get(kind, kind)}", count, note)
-    row("time to drain (last submission to all terminal)", f"{summary['drain_seconds']:.1f} s")
+    row(
+        "time to drain (faults over, every process up: to all terminal)",
+        f"{summary['drain_seconds']:.1f} s",
+    )
     row("load phase", f"{summary['load_seconds']:.0f} s")
     print(f"  result: {'PASS' if summary['passed'] else 'FAIL'}")

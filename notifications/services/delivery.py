@@ -15,13 +15,14 @@ import logging
 import math
 import random
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from notifications import metrics
-from notifications.aws import AWSUnavailable
+from notifications.aws import AWSRefused, AWSUnavailable
 from notifications.clock import Clock, system_clock
 from notifications.delivery.backoff import RetrySchedule
 from notifications.delivery.http import HttpResult
@@ -47,6 +48,11 @@ from notifications.queue import WorkQueue, default_queue
 from notifications.store import MessageStore, default_store
 
 logger = logging.getLogger(__name__)
+
+# Pauses between tries of the write that ends a claim, when AWS fails after botocore's own retries
+# (an outage, throttling that outlasts them): the vendor has been called by then, and an outcome
+# not stored becomes a second call once the lease expires. Tried while the lease lasts.
+RELEASE_RETRY_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 class ClaimState(enum.StrEnum):
@@ -256,9 +262,11 @@ def delivery_record(
     queue: WorkQueue | None = None,
     clock: Clock = system_clock,
     rng: random.Random | None = None,
+    pause: Callable[[float], None] = time.sleep,
 ) -> DeliveryOutcome:
     """Move the message on with the attempt appended to its log (one write), conditional on
-    still holding the lease."""
+    still holding the lease (tried again through AWS faults while the lease lasts: see
+    `release_claim`)."""
     store = store or default_store()
     queue = queue or default_queue()
     now = clock.now()
@@ -320,6 +328,8 @@ def delivery_record(
         changes={"last_error": error, "last_error_code": code, "next_attempt_at": next_attempt_at},
         store=store,
         attempt=attempt,
+        clock=clock,
+        pause=pause,
     )
     if updated is None:
         logger.warning(
@@ -355,6 +365,7 @@ def delivery_give_up(
         at=clock.now(),
         changes={"last_error": reason, "last_error_code": FailureReason.RETRY_BUDGET_SPENT},
         store=store or default_store(),
+        clock=clock,
     )
 
 
@@ -369,27 +380,63 @@ def release_claim(
     store: MessageStore,
     increments: dict[str, int] | None = None,
     attempt: Attempt | None = None,
+    clock: Clock = system_clock,
+    pause: Callable[[float], None] = time.sleep,
 ) -> Message | None:
     """End a worker's claim: PROCESSING -> `target`, only under the claim's own lease token,
     with the lease cleared and `changes` applied. None when the lease was lost meanwhile (another
-    worker took over, whose outcome must stand)."""
+    worker took over, whose outcome must stand).
+
+    An AWS fault does not end the claim unstored at once: the write is tried again after each of
+    RELEASE_RETRY_PAUSES while the lease lasts, since an outcome that is not stored makes the
+    message look unfinished, and a vendor that was called is then called again by whoever
+    re-claims it. The write is safe to repeat: when an earlier try was carried out and only its
+    answer lost, the next one finds the message already moved by this very entry, and returns
+    it. AWSUnavailable is raised only once the lease is (about to be) over."""
     entry = HistoryEntry(
         Status.PROCESSING, target, format_timestamp(at), f"worker:{worker_id}", reason
     )
-    try:
-        return store.transition(
-            claimed.id,
-            producer_id=claimed.producer_id,
-            expected=Status.PROCESSING,
-            target=target,
-            entry=entry,
-            changes={"lease_token": None, "lease_expires_at": None, **changes},
-            increments=increments,
-            lease_token=claimed.lease_token,
-            attempt=attempt,
-        )
-    except TransitionConflict:
-        return None
+    lease_ends = parse_timestamp(claimed.lease_expires_at) if claimed.lease_expires_at else None
+    pauses = iter(RELEASE_RETRY_PAUSES)
+    while True:
+        try:
+            return store.transition(
+                claimed.id,
+                producer_id=claimed.producer_id,
+                expected=Status.PROCESSING,
+                target=target,
+                entry=entry,
+                changes={"lease_token": None, "lease_expires_at": None, **changes},
+                increments=increments,
+                lease_token=claimed.lease_token,
+                attempt=attempt,
+            )
+        except TransitionConflict as conflict:
+            current = conflict.current
+            written = current is not None and _moved_by(current, entry)
+            return current if written else None
+        except AWSRefused:
+            raise  # the same request would be refused again
+        except AWSUnavailable as fault:
+            wait = next(pauses, None)
+            if wait is None or lease_ends is None:
+                raise
+            if clock.now() + timedelta(seconds=wait) >= lease_ends:
+                raise
+            logger.warning(
+                "message %s: outcome not stored yet (%s); trying again in %.1fs",
+                claimed.id,
+                fault,
+                wait,
+                extra=log_fields(message_id=claimed.id, outcome="release_retry"),
+            )
+            pause(wait)
+
+
+def _moved_by(message: Message, entry: HistoryEntry) -> bool:
+    """Whether `message` is as the transition that appended `entry` left it: the write went
+    through though its answer was lost (a timeout, a connection cut after the commit)."""
+    return message.status == entry.to_status and message.updated_at == entry.at
 
 
 def _fields(message: Message, outcome: str, duration_ms: int) -> dict[str, Any]:

@@ -153,6 +153,7 @@ def delivery_give_back(
         },
         increments={"attempt_count": -1, "budget_attempts": -1},
         store=store or default_store(),
+        clock=clock,
     )
     if released is None:
         return None

@@ -274,3 +274,33 @@ def test_a_hinted_claim_refused_by_admission_defers_without_reading_or_writing(f
     assert claim.message is None
     assert [count() for count in calls] == [0, 0, 0]
     assert default_store().get(message.id).status == Status.QUEUED
+
+
+def test_an_aws_outage_while_the_outcome_is_stored_costs_no_second_call(make_worker, vendor):
+    """The soak's main avoidable duplicate: a worker whose outcome write met an outage left the
+    message PROCESSING, and whoever re-claimed it after the lease called the vendor again."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from notifications import aws
+
+    message = build_message(status=Status.QUEUED, url=vendor.url("/outage"))
+    default_store().put_new(message)
+    default_queue().send_for(message)
+    client = aws.client("dynamodb")
+    event = f"before-send.{client.meta.service_model.service_id.hyphenize()}.UpdateItem"
+    refused: list[int] = []
+
+    def outage(request, **_):  # the write that stores the outcome, for its first two tries
+        body = request.body or b""
+        if message.id.encode() in body and b'"COMPLETED"' in body and len(refused) < 6:
+            refused.append(1)
+            raise EndpointConnectionError(endpoint_url=request.url)
+
+    client.meta.events.register(event, outage)
+    try:
+        outcomes = run_until(make_worker(), lambda: status_of(message.id) == Status.COMPLETED)
+    finally:
+        client.meta.events.unregister(event, outage)
+
+    assert refused and outcomes == ["completed"]
+    assert len(vendor.requests_to("/outage")) == 1
