@@ -209,7 +209,7 @@ WORKER_SHUTDOWN_GRACE = env.float("WORKER_SHUTDOWN_GRACE", default=30.0)
 # delete must reach SQS well before its queue message's visibility timeout ends (or the message
 # is received again), hence the cap at a tenth of it (see notifications/worker/acks.py).
 WORKER_ACK_FLUSH_SECONDS = min(
-    env.float("WORKER_ACK_FLUSH_SECONDS", default=0.2), SQS_VISIBILITY_TIMEOUT / 10
+    env.float("WORKER_ACK_FLUSH_SECONDS", default=1.0), SQS_VISIBILITY_TIMEOUT / 10
 )
 DELIVERY_CONNECT_TIMEOUT = env.float("DELIVERY_CONNECT_TIMEOUT", default=5.0)
 DELIVERY_TIMEOUT = env.float("DELIVERY_TIMEOUT", default=30.0)

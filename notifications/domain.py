@@ -134,6 +134,11 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
+    """Reads what `format_timestamp` writes (and nothing else: a ValueError)."""
+    if len(text) == 27 and text[4:20:3] == "--T::." and text[-1] == "Z":
+        # fromisoformat reads the fixed format several times faster than strptime, which the
+        # worker would otherwise spend noticeable CPU on (several timestamps per message).
+        return datetime.fromisoformat(text)
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import subprocess
 import sys
 import threading
@@ -587,7 +588,32 @@ def floor_ratio(results: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Herald's CPU per delivered message against the floor's, both measured in this run: the
     fast-vendor scenario (or, without it, the plain pass of the units scenario of the floor's body
     size)."""
-    floor = next((r for r in results if r.get("kind") == "floor" and r["delivered"]), None)
+    floors = [r for r in results if r.get("kind") == "floor" and r["delivered"]]
+    fasts = [r for r in results if r["scenario"] == "fast" and r["healthy_delivered"]]
+    if len(floors) > 1 and len(fasts) == len(floors):
+        # Pairs run one after the other (--floor-pairs): the median of their ratios.
+        pairs = [
+            (h["cpu_seconds"]["per_1000_delivered"], f["cpu_seconds"]["per_1000_delivered"])
+            for h, f in zip(fasts, floors, strict=True)
+        ]
+        ratios = sorted(h / f for h, f in pairs if f)
+        herald_cpu = statistics.median(h for h, _ in pairs)
+        floor_cpu = statistics.median(f for _, f in pairs)
+        return {
+            "herald_scenario": "fast",
+            "herald_cpu_per_1000": herald_cpu,
+            "floor_cpu_per_1000": floor_cpu,
+            "ratio": statistics.median(ratios) if ratios else None,
+            "pairs": [{"herald": h, "floor": f} for h, f in pairs],
+            "herald_calls_per_message": statistics.median(
+                r["aws_calls"]["total_per_delivered_message"] for r in fasts
+            ),
+            "floor_calls_per_message": statistics.median(
+                r["aws_calls"]["total_per_delivered_message"] for r in floors
+            ),
+            "target": 1.3,
+        }
+    floor = floors[0] if floors else None
     if floor is None:
         return None
     herald = next((r for r in results if r["scenario"] == "fast"), None)

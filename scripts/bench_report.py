@@ -389,6 +389,14 @@ def render_floor(results: list[dict[str, Any]], ratio: dict[str, Any] | None) ->
         verdict = (
             "PASS" if ratio["ratio"] is not None and ratio["ratio"] <= ratio["target"] else "FAIL"
         )
+        if ratio.get("pairs"):
+            pairs = "; ".join(
+                f"{p['herald']:.2f} / {p['floor']:.2f} = {p['herald'] / p['floor']:.2f}"
+                for p in ratio["pairs"]
+            )
+            out(
+                f"  pairs run one after the other (Herald / floor CPU s/1k msgs): {pairs}; medians:"
+            )
         out(
             f"  Herald ({ratio['herald_scenario']}) CPU s/1k msgs {ratio['herald_cpu_per_1000']:.2f} "
             f"= {fmt(ratio['ratio'], 2)} x the floor's {ratio['floor_cpu_per_1000']:.2f} "

@@ -78,11 +78,15 @@ class Watchdog:
 
     def watch(self, call: Call) -> None:
         with self._changed:
+            # Calls share one timeout, so a new deadline is nearly always the latest: the thread
+            # is woken only when it must wait less than it does now.
+            earliest = not self._heap or call.deadline < self._heap[0][0]
             heapq.heappush(self._heap, (call.deadline, next(self._order), call))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            elif earliest:
+                self._changed.notify()
 
     def _run(self) -> None:
         while True:
@@ -90,8 +94,12 @@ class Watchdog:
                 while not self._heap or self._heap[0][0] > time.monotonic():
                     timeout = self._heap[0][0] - time.monotonic() if self._heap else None
                     self._changed.wait(timeout)
-                _, _, call = heapq.heappop(self._heap)
-            call.expire()  # a no-op for calls that finished in time
+                now = time.monotonic()
+                due = []
+                while self._heap and self._heap[0][0] <= now:
+                    due.append(heapq.heappop(self._heap)[2])
+            for call in due:
+                call.expire()  # a no-op for calls that finished in time
 
 
 current_calls = threading.local()  # the Call of the delivering thread, for the pools below

@@ -388,9 +388,9 @@ class MessageRecords:
         transaction puts the LOG item and cuts the moved entries from the status item, so no
         entry is lost or shown twice. Losing a race (another writer moved or appended first) is
         harmless: the next transition tries again."""
+        if log_size(item) <= LOG_SPILL_BYTES:  # nearly always: no need to read the item again
+            return int(item.get("log_segments", {}).get("N", 0))
         data = deserialize(item)
-        if log_size(item) <= LOG_SPILL_BYTES:
-            return int(data.get("log_segments", 0))
         message_id = data["pk"]
         segment = int(data.get("log_segments", 0)) + 1
         history, attempts = data.get("history") or [], data.get("attempts") or []

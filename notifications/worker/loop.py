@@ -100,6 +100,7 @@ class Worker(MessageHandling):
         self.waiting_refresh_seconds = waiting_refresh_seconds
         self._stopping = threading.Event()
         self._slots = threading.Condition()  # guards _in_flight and _pool
+        self._backlog = False  # the last receive came back full
         self._in_flight: dict[str, _InFlight] = {}  # by receipt handle
         self._pool: ThreadPoolExecutor | None = None  # set while run() runs
         # Progress marks (monotonic) of the receive loop and the heartbeat, for `is_live`.
@@ -211,6 +212,7 @@ class Worker(MessageHandling):
                         wait_seconds=self.poll_seconds,
                         visibility_timeout=self.visibility_timeout,
                     )
+                    self._backlog = len(batch) >= free
                     failures = 0
                 except AWSUnavailable as error:
                     failures += 1
@@ -240,12 +242,27 @@ class Worker(MessageHandling):
         logger.info("worker %s stopped (%s)", self.worker_id, "drained" if drained else "timed out")
         return drained
 
+    # While the queue has a backlog, how long a free slot waits for others to free up, so that
+    # one ReceiveMessage takes a full batch instead of one message a call.
+    BATCH_WAIT_SECONDS = 0.1
+
     def _wait_for_free_slot(self) -> int:
         with self._slots:
             free = self.concurrency - len(self._in_flight)
             if free <= 0:
                 self._slots.wait(timeout=0.5)
                 return 0
+            wanted = min(10, self.concurrency)
+            if self._backlog and free < wanted:
+                # The last receive came back full: more is waiting in the queue. A slot or two
+                # just freed would fetch a message or two per call; a moment later most of a
+                # batch has freed (at load, calls end every few milliseconds).
+                self._slots.wait_for(
+                    lambda: self.concurrency - len(self._in_flight) >= wanted
+                    or self._stopping.is_set(),
+                    timeout=self.BATCH_WAIT_SECONDS,
+                )
+                free = self.concurrency - len(self._in_flight)
             return min(free, 10)
 
     def _drain(self) -> bool:
