@@ -258,8 +258,9 @@ class Worker(MessageHandling):
                 # just freed would fetch a message or two per call; a moment later most of a
                 # batch has freed (at load, calls end every few milliseconds).
                 self._slots.wait_for(
-                    lambda: self.concurrency - len(self._in_flight) >= wanted
-                    or self._stopping.is_set(),
+                    lambda: (
+                        self.concurrency - len(self._in_flight) >= wanted or self._stopping.is_set()
+                    ),
                     timeout=self.BATCH_WAIT_SECONDS,
                 )
                 free = self.concurrency - len(self._in_flight)
