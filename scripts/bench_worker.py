@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import queue as queue_module
-import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ def worker_child(*, concurrency: int, meter_lock: str | None, status_attribute: 
     setup_django()
     from notifications import aws
     from notifications.worker import Worker
+    from notifications.worker.stop_signals import stop_on_signals
 
     counter = CallCounter()
     meter = (
@@ -83,11 +83,7 @@ def worker_child(*, concurrency: int, meter_lock: str | None, status_attribute: 
             if line.strip() == "snap":
                 emit("snap", snapshot())
 
-    def request_stop(signum: int, frame: object) -> None:
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop_on_signals(lambda signum, count: worker.stop())  # not in the handler: it takes locks
     threading.Thread(target=control, name="bench-control", daemon=True).start()
     admission = getattr(worker, "admission", None)
     emit(

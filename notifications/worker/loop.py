@@ -162,7 +162,8 @@ class Worker(MessageHandling):
     # -- lifecycle --------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop receiving; deliveries in flight finish (up to the grace period)."""
+        """Stop receiving; deliveries in flight finish (up to the grace period). Safe from any
+        thread, but not from a signal handler (it takes locks): see `stop_signals`."""
         self._stopping.set()
         with self._slots:
             self._slots.notify_all()

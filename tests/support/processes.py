@@ -44,13 +44,21 @@ def manage(env: dict[str, str], *arguments: str) -> str:
 
 
 def start_worker(
-    endpoint: str, tmp_path: Path, name: str, *, concurrency: int = 4, **overrides: str
+    endpoint: str,
+    tmp_path: Path,
+    name: str,
+    *,
+    concurrency: int = 4,
+    launcher: tuple[str, ...] = (),
+    **overrides: str,
 ) -> subprocess.Popen:
+    """`launcher`: Python's arguments before `manage.py`, such as `("-m", "some.module")` for a
+    module that runs manage.py itself."""
     env = worker_environment(endpoint, tmp_path, **overrides)
     manage(env, "migrate", "-v", "0")
     log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
-        [sys.executable, "manage.py", "run_worker", "--concurrency", str(concurrency)],
+        [sys.executable, *launcher, "manage.py", "run_worker", "--concurrency", str(concurrency)],
         cwd=ROOT,
         env=env,
         stdout=log,

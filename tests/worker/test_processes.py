@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import time
 
 import pytest
 
@@ -66,6 +68,45 @@ def test_sigterm_lets_deliveries_in_flight_finish_and_exits_0(aws, vendor, tmp_p
     finally:
         worker.kill()
     assert code == 0, (tmp_path / "graceful.log").read_text()
+    assert [status_of(message_id) for message_id in ids] == [Status.COMPLETED] * 3
+
+
+def test_more_stop_signals_while_the_main_thread_holds_a_lock_still_drain_and_exit_0(
+    aws, vendor, tmp_path
+):
+    """SIGTERM twice a millisecond apart (as the soak sends it), Ctrl-C pressed again: the later
+    signals may come while the main thread holds a lock, which once hung the worker for good (the
+    handler of the second signal waited for a lock the first one held). The launcher makes that
+    timing certain: after the first SIGTERM, SIGINTs arrive just as the main thread has taken a
+    lock (tests/support/signal_at_lock.py)."""
+    grace = 5
+    url = vendor.script("/again", then=Answer(200, delay=2.0))
+    ids = [submit(url) for _ in range(3)]
+
+    worker = start_worker(
+        aws,
+        tmp_path,
+        "again",
+        launcher=("-m", "tests.support.signal_at_lock"),
+        WORKER_SHUTDOWN_GRACE=str(grace),
+    )
+    try:
+        wait_until(
+            lambda: len(vendor.requests_to("/again")) == 3, timeout=30, what="three deliveries"
+        )
+        worker.send_signal(signal.SIGTERM)
+        time.sleep(0.001)
+        worker.send_signal(signal.SIGTERM)
+        try:
+            code = worker.wait(timeout=grace + 10)
+        except subprocess.TimeoutExpired:
+            code = None
+    finally:
+        worker.kill()
+    log = (tmp_path / "again.log").read_text()
+    assert code == 0, f"no exit within the grace period and 10 s (exit code {code}):\n{log}"
+    assert f"signal {signal.SIGINT.value}: already stopping" in log  # the launcher's signals came
+    assert "stopped (drained)" in log
     assert [status_of(message_id) for message_id in ids] == [Status.COMPLETED] * 3
 
 

@@ -1,8 +1,8 @@
 """Run a delivery worker until SIGTERM/SIGINT, then drain and exit 0. Its /metrics, /livez and
-/readyz are served on WORKER_METRICS_PORT while it runs."""
+/readyz are served on WORKER_METRICS_PORT while it runs. Further signals during the drain change
+nothing: the worker still exits within its grace period (WORKER_SHUTDOWN_GRACE)."""
 
 import os
-import signal
 import sys
 from typing import Any
 
@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from notifications import aws_probes, metrics
 from notifications.status_server import start_status_server
 from notifications.worker import Worker
+from notifications.worker.stop_signals import stop_on_signals
 
 
 class Command(BaseCommand):
@@ -40,12 +41,17 @@ class Command(BaseCommand):
                 collectors=(metrics.QueueDepthCollector(aws_probes.queue_depths),),
             )
 
-        def request_stop(signum: int, frame: object) -> None:
-            self.stderr.write(f"signal {signum}: finishing deliveries in flight, then exiting")
+        def request_stop(signum: int, count: int) -> None:
+            # On the signals' own thread, not in the signal handler (see stop_signals).
+            if count == 1:
+                self.stderr.write(f"signal {signum}: finishing deliveries in flight, then exiting")
+            else:
+                self.stderr.write(
+                    f"signal {signum}: already stopping (grace period {worker.shutdown_grace:g} s)"
+                )
             worker.stop()
 
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
+        stop_on_signals(request_stop)
         self.stdout.write(f"worker {worker.worker_id}: concurrency {worker.concurrency}")
         try:
             drained = worker.run()
