@@ -38,6 +38,11 @@ HERALD_SETTINGS = {
     "RETRY_MAX_ATTEMPTS": "10",
     "RECONCILE_INTERVAL": "10",
     "RECONCILE_OLDER_THAN": "30",
+    # The flaky vendor fails the first calls of every message, so its circuit opens at times, and
+    # a probe that is a message's first call fails: cool-offs doubling to the default 600 s would
+    # outlast the drain.
+    "CIRCUIT_COOL_OFF_SECONDS": "5",
+    "CIRCUIT_MAX_COOL_OFF_SECONDS": "30",
     "WEB_CONCURRENCY": "1",
     "WEB_THREADS": "8",
 }
