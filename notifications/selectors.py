@@ -380,21 +380,13 @@ def message_browse(
         if cursor
         else ("before", "")
     )
-    if direction == "after":
-        messages, has_newer = store.list_messages_newer(**filters, limit=limit, after=position)
-        older = _encode_position("before", store.position(messages[-1])) if messages else None
-        newer = (
-            _encode_position("after", store.position(messages[0]))
-            if messages and has_newer
-            else None
-        )
-        return MessageBrowsePage(messages, older, newer)
-    messages, next_before = store.list_messages(**filters, limit=limit, before=position or None)
-    older = _encode_position("before", next_before) if next_before else None
-    newer = (
-        _encode_position("after", store.position(messages[0])) if position and messages else None
+    bounds = {"after": position} if direction == "after" else {"before": position or None}
+    messages, older, newer = store.browse(**filters, limit=limit, **bounds)
+    return MessageBrowsePage(
+        messages,
+        _encode_position("before", older) if older else None,
+        _encode_position("after", newer) if newer else None,
     )
-    return MessageBrowsePage(messages, older, newer)
 
 
 @dataclass(frozen=True)

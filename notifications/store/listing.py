@@ -1,4 +1,4 @@
-"""Listings: newest first (or, for the "newer" direction of cursor pagination, oldest first and
+"""Listings: newest first (for the "newer" direction of cursor pagination, read oldest first and
 turned around), by status, by producer, by producer and status, by target host, or all.
 
 Each question has an index of its own (see `schema`), so a page never filters: it reads one
@@ -102,20 +102,33 @@ class MessageListing:
         next_before = _created(keys[-1]) if keys and has_more else None
         return self._rows(plan, keys), next_before
 
-    def list_messages_newer(
+    def browse(
         self,
         *,
         status: Status | None = None,
         producer_id: str | None = None,
         target_host: str | None = None,
         limit: int = 50,
-        after: str,
-    ) -> tuple[list[Message], bool]:
-        """The `limit` messages just newer than `after` (a position), newest first, and whether
-        there are newer ones still: the "newer" direction of cursor pagination."""
+        before: str | None = None,
+        after: str | None = None,
+    ) -> tuple[list[Message], str | None, str | None]:
+        """A page of cursor pagination in either direction: older than `before` (or the newest
+        page), or newer than `after`. Returns its rows newest first, the position to pass as
+        `before` for the next older page and as `after` for the next newer one (None: there is
+        none). Both come from the index keys the page read, not from its rows, so a page whose
+        rows were all left out (their status moved on; a host search with a status) still
+        leads on in both directions."""
         plan = _plan(status, producer_id, target_host)
-        keys, has_more = self._read(plan, limit=limit, newest_first=False, bound=after)
-        return self._rows(plan, list(reversed(keys))), has_more
+        if after is not None:
+            keys, has_more = self._read(plan, limit=limit, newest_first=False, bound=after)
+            keys.reverse()  # newest first
+            older = _created(keys[-1]) if keys else None
+            newer = _created(keys[0]) if keys and has_more else None
+        else:
+            keys, has_more = self._read(plan, limit=limit, newest_first=True, bound=before)
+            older = _created(keys[-1]) if keys and has_more else None
+            newer = _created(keys[0]) if keys and before else None
+        return self._rows(plan, keys), older, newer
 
     def iter_status(self, status: Status) -> Iterable[Message]:
         """Every message currently in `status`, in no particular order, from the status index
