@@ -203,9 +203,9 @@ def message_submit_many(
         except (MessageIdCollision, IdempotencyKeyReused) as refused:
             results.append(refused)
     new = [
-        result.message
-        for message, result in zip(messages, results, strict=True)
-        if isinstance(result, SubmitResult) and not result.replayed and message is first[message.id]
+        outcome.message
+        for outcome in stored.values()
+        if isinstance(outcome, SubmitResult) and not outcome.replayed
     ]
     sent = queue.send_batch(new) if new else set()
     if not sent:

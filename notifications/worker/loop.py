@@ -34,7 +34,7 @@ from notifications.delivery.http import DeliveryClient
 from notifications.delivery.policy import OutcomePolicy, parse_status_set
 from notifications.domain import parse_timestamp
 from notifications.logs import log_fields
-from notifications.queue import QueuedWork, WorkQueue, default_queue
+from notifications.queue import BATCH_SIZE, QueuedWork, WorkQueue, default_queue
 from notifications.selectors import ProducerCache
 from notifications.store import MessageStore, default_store
 from notifications.worker.acks import DEFAULT_FLUSH_SECONDS, Acknowledgements
@@ -247,25 +247,26 @@ class Worker(MessageHandling):
     # one ReceiveMessage takes a full batch instead of one message a call.
     BATCH_WAIT_SECONDS = 0.1
 
+    def _free_slots(self) -> int:
+        return self.concurrency - len(self._in_flight)  # under self._slots
+
     def _wait_for_free_slot(self) -> int:
         with self._slots:
-            free = self.concurrency - len(self._in_flight)
+            free = self._free_slots()
             if free <= 0:
                 self._slots.wait(timeout=0.5)
                 return 0
-            wanted = min(10, self.concurrency)
+            wanted = min(BATCH_SIZE, self.concurrency)
             if self._backlog and free < wanted:
                 # The last receive came back full: more is waiting in the queue. A slot or two
                 # just freed would fetch a message or two per call; a moment later most of a
                 # batch has freed (at load, calls end every few milliseconds).
                 self._slots.wait_for(
-                    lambda: (
-                        self.concurrency - len(self._in_flight) >= wanted or self._stopping.is_set()
-                    ),
+                    lambda: self._free_slots() >= wanted or self._stopping.is_set(),
                     timeout=self.BATCH_WAIT_SECONDS,
                 )
-                free = self.concurrency - len(self._in_flight)
-            return min(free, 10)
+                free = self._free_slots()
+            return min(free, BATCH_SIZE)
 
     def _drain(self) -> bool:
         deadline = time.monotonic() + self.shutdown_grace
