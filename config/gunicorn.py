@@ -6,11 +6,13 @@
 Values come from Herald's settings module (the same environment and `.env` file as Django's):
 WEB_CONCURRENCY processes of WEB_THREADS threads each (gthread workers), on 0.0.0.0:PORT unless
 `--bind` says otherwise. The hooks refuse an insecure start, give the Prometheus client its
-multiprocess directory, and tidy up after worker processes.
+multiprocess directory, keep what a worker loaded at start out of garbage collections, and tidy
+up after worker processes.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -75,6 +77,12 @@ def on_starting(server: Any) -> None:
     # Values left by a previous run of this server are not this run's.
     for stale in Path(os.environ[METRICS_DIRECTORY_VARIABLE]).glob("*.db"):
         stale.unlink()
+
+
+def post_worker_init(worker: Any) -> None:
+    # The application just loaded (Django, DRF, botocore's service models) lives as long as the
+    # process: keep the garbage collector from scanning it again on every full collection.
+    gc.freeze()
 
 
 def child_exit(server: Any, worker: Any) -> None:

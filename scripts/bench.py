@@ -204,9 +204,9 @@ def parse_options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--floor-pairs",
         type=int,
-        default=int(env_number("BENCH_FLOOR_PAIRS", 3)),
+        default=int(env_number("BENCH_FLOOR_PAIRS", 5)),
         help="runs of the fast and floor scenarios, one after the other, for the CPU ratio (its "
-        "median over the pairs: one pair varies by 10%% or more on a shared machine)",
+        "median over the pairs: one pair varies by a quarter or more on a shared machine)",
     )
     parser.add_argument("--out", default=str(RESULTS_DIR / "bench.json"))
     # Internal: the child processes.

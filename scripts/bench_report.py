@@ -394,15 +394,23 @@ def render_floor(results: list[dict[str, Any]], ratio: dict[str, Any] | None) ->
                 f"{p['herald']:.2f} / {p['floor']:.2f} = {p['herald'] / p['floor']:.2f}"
                 for p in ratio["pairs"]
             )
+            out(f"  pairs run one after the other (Herald / floor CPU s/1k msgs): {pairs}")
             out(
-                f"  pairs run one after the other (Herald / floor CPU s/1k msgs): {pairs}; medians:"
+                f"  Herald ({ratio['herald_scenario']}) costs {fmt(ratio['ratio'], 2)} x the floor's "
+                f"CPU (the median of the pairs' ratios; target <= {ratio['target']}: {verdict}); "
+                f"median CPU s/1k msgs {ratio['herald_cpu_per_1000']:.2f} vs "
+                f"{ratio['floor_cpu_per_1000']:.2f}; AWS calls/msg "
+                f"{ratio['herald_calls_per_message']:.2f} vs "
+                f"{fmt(ratio['floor_calls_per_message'], 2)}"
             )
-        out(
-            f"  Herald ({ratio['herald_scenario']}) CPU s/1k msgs {ratio['herald_cpu_per_1000']:.2f} "
-            f"= {fmt(ratio['ratio'], 2)} x the floor's {ratio['floor_cpu_per_1000']:.2f} "
-            f"(target <= {ratio['target']}: {verdict}); AWS calls/msg "
-            f"{ratio['herald_calls_per_message']:.2f} vs {fmt(ratio['floor_calls_per_message'], 2)}"
-        )
+        else:
+            out(
+                f"  Herald ({ratio['herald_scenario']}) CPU s/1k msgs "
+                f"{ratio['herald_cpu_per_1000']:.2f} = {fmt(ratio['ratio'], 2)} x the floor's "
+                f"{ratio['floor_cpu_per_1000']:.2f} (target <= {ratio['target']}: {verdict}); AWS "
+                f"calls/msg {ratio['herald_calls_per_message']:.2f} vs "
+                f"{fmt(ratio['floor_calls_per_message'], 2)}"
+            )
     out("")
     return "\n".join(lines)
 

@@ -5,6 +5,7 @@ bench uses to ask it for snapshots of its counters and CPU time over stdin."""
 
 from __future__ import annotations
 
+import gc
 import json
 import queue as queue_module
 import subprocess
@@ -95,6 +96,7 @@ def worker_child(*, concurrency: int, meter_lock: str | None, status_attribute: 
             "max_per_host": getattr(admission, "max_per_host", None),
         },
     )
+    gc.freeze()  # as `manage.py run_worker` does before it runs the worker
     drained = worker.run()
     emit("final", {**snapshot(), "drained": drained})
     return 0

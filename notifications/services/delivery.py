@@ -106,9 +106,10 @@ def delivery_claim(
     have to be read (`MessageStore.with_request`).
 
     With a `hint` (from the queue message) the usual case costs one call: a conditional
-    QUEUED -> PROCESSING that also requires the message to be due. Only when that condition fails
-    (the message is PENDING, not due, busy, finished, missing) is the decision taken on the item
-    the failed write returned. When `admit` refuses the hint, the result is DEFERRED without a
+    PENDING|QUEUED -> PROCESSING that also requires the message to be due (PENDING too: the
+    queue message can arrive before the intake has marked its message QUEUED). Only when that
+    condition fails (the message is not due, busy, finished, missing) is the decision taken on
+    the item the failed write returned. When `admit` refuses the hint, the result is DEFERRED without a
     message: nothing was read. Without a hint the message is read first.
     """
     store = store or default_store()
@@ -121,7 +122,7 @@ def delivery_claim(
                 store,
                 message_id,
                 producer_id=hint.producer,
-                expected=Status.QUEUED,
+                expected=(Status.QUEUED, Status.PENDING),
                 now=now,
                 worker_id=worker_id,
                 reason="claimed",
@@ -184,7 +185,7 @@ def _claim_write(
     message_id: str,
     *,
     producer_id: str,
-    expected: Status,
+    expected: Status | tuple[Status, ...],
     now: datetime,
     worker_id: str,
     reason: str,
@@ -192,9 +193,15 @@ def _claim_write(
     due_by: str | None = None,
     lease_expired_before: str | None = None,
 ) -> Message:
-    """The claim itself: `expected` -> PROCESSING with a fresh lease, counting the attempt."""
+    """The claim itself: `expected` -> PROCESSING with a fresh lease, counting the attempt.
+    With several statuses expected, the entry's `from` is the one the write finds (see
+    `MessageRecords.transition`)."""
     entry = HistoryEntry(
-        expected, Status.PROCESSING, format_timestamp(now), f"worker:{worker_id}", reason
+        expected if isinstance(expected, Status) else None,
+        Status.PROCESSING,
+        format_timestamp(now),
+        f"worker:{worker_id}",
+        reason,
     )
     return store.transition(
         message_id,
@@ -410,6 +417,7 @@ def release_claim(
                 increments=increments,
                 lease_token=claimed.lease_token,
                 attempt=attempt,
+                known=claimed,  # nobody else writes a message under our lease
             )
         except TransitionConflict as conflict:
             current = conflict.current

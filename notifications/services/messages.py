@@ -262,6 +262,7 @@ def _mark_queued(
             expected=Status.PENDING,
             target=Status.QUEUED,
             entry=entry,
+            known=message,  # as stored a moment ago; the PENDING guard vouches for the rest
         )
     except TransitionConflict as conflict:
         # A worker claimed it between our send and this update: it is on its way, which is success.

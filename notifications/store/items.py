@@ -25,13 +25,14 @@ item over DynamoDB's limit before writing it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import DYNAMODB_CONTEXT, TypeDeserializer, TypeSerializer
 from django.conf import settings
 
 from notifications.domain import (
@@ -67,8 +68,12 @@ def index_shards() -> int:
 
 
 def shard_of(message_id: str, shards: int | None = None) -> int:
-    digest = int(hashlib.sha256(message_id.encode()).hexdigest()[:8], 16)
-    return digest % (shards or index_shards())
+    return _digest(message_id) % (shards or index_shards())
+
+
+@functools.lru_cache(maxsize=4096)  # asked about a message several times per status change
+def _digest(message_id: str) -> int:
+    return int(hashlib.sha256(message_id.encode()).hexdigest()[:8], 16)
 
 
 def status_partition(status: Status, message_id: str) -> str:
@@ -96,11 +101,49 @@ def position(message: Message) -> str:
 
 
 def serialize(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _serializer.serialize(value) for key, value in values.items()}
+    return {key: _attribute(value) for key, value in values.items()}
 
 
 def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _deserializer.deserialize(value) for key, value in item.items()}
+    return {key: _python(value) for key, value in item.items()}
+
+
+# boto3's TypeSerializer and TypeDeserializer, with the types Herald stores most taken first by
+# exact type: boto3 tries each DynamoDB type in turn with isinstance checks, a few microseconds
+# per value on every write and read. Anything else goes to boto3 itself, so the results are its.
+def _attribute(value: Any) -> dict[str, Any]:
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is bool:
+        return {"BOOL": value}
+    if kind is int and -_LARGEST_EXACT < value < _LARGEST_EXACT:
+        return {"N": str(value)}
+    if value is None:
+        return {"NULL": True}
+    if kind is dict:
+        return {"M": {key: _attribute(inner) for key, inner in value.items()}}
+    if kind is list:
+        return {"L": [_attribute(inner) for inner in value]}
+    return _serializer.serialize(value)
+
+
+def _python(value: Mapping[str, Any]) -> Any:
+    ((kind, inner),) = value.items()
+    if kind == "S":
+        return inner
+    if kind == "N":
+        return DYNAMODB_CONTEXT.create_decimal(inner)
+    if kind == "BOOL":
+        return inner
+    if kind == "L":
+        return [_python(element) for element in inner]
+    if kind == "M":
+        return {key: _python(element) for key, element in inner.items()}
+    return _deserializer.deserialize(value)
+
+
+_LARGEST_EXACT = 10**38  # DynamoDB numbers carry 38 digits; boto3 refuses an int with more
 
 
 def _request_fields(request: DeliveryRequest) -> dict[str, Any]:
@@ -212,7 +255,7 @@ def item_to_message(
         lease_token=data.get("lease_token"),
         lease_expires_at=data.get("lease_expires_at"),
         expires_at=int(data["expires_at"]) if data.get("expires_at") is not None else None,
-        history=tuple(HistoryEntry.from_dict(json.loads(entry)) for entry in history),
+        history=history_entries(history),
         request_loaded="headers" in source,
         aux_expires_at=int(data["aux_expires_at"]) if data.get("aux_expires_at") else None,
     )
@@ -230,11 +273,31 @@ def with_request(message: Message, request_item: Mapping[str, Any]) -> Message:
     return replace(message, request=request, request_loaded=True)
 
 
-def history_text(entry: HistoryEntry) -> str:
+def history_text(entry: HistoryEntry, *, derived: bool = False) -> str:
     """A history entry as an element of the status item's `history` list: compact JSON text.
     Log entries are stored as text, not as maps, because every status change returns the item
-    and botocore parses a map attribute by attribute, in Python: text costs one value each."""
-    return json.dumps(entry.as_dict(), separators=(",", ":"), ensure_ascii=False)
+    and botocore parses a map attribute by attribute, in Python: text costs one value each.
+
+    A `derived` entry is written without `from` by a write that accepted more than one status
+    (a claim of a PENDING or QUEUED message): its `from` is the `to` of the entry before it,
+    which `history_entries` fills in."""
+    data = entry.as_dict()
+    if derived:
+        del data["from"]
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def history_entries(texts: Iterable[str]) -> tuple[HistoryEntry, ...]:
+    """History entries from their texts, in order, each derived `from` taken from the entry
+    before. Only a read of a status item alone, after its older log moved to LOG items, can
+    start with a derived entry; that entry's `from` stays unknown (None)."""
+    entries: list[HistoryEntry] = []
+    for text in texts:
+        data = json.loads(text)
+        if "from" not in data:
+            data["from"] = entries[-1].to_status.value if entries else None
+        entries.append(HistoryEntry.from_dict(data))
+    return tuple(entries)
 
 
 def attempt_record(attempt: Attempt) -> str:
@@ -324,3 +387,38 @@ def _value_size(value: Mapping[str, Any]) -> int:
 def _number_size(text: str) -> int:
     digits = text.lstrip("-").split("e")[0].split("E")[0].replace(".", "").strip("0")
     return (len(digits) + 1) // 2 + 1
+
+
+# The Message field of each status item attribute a transition writes (the ones a listing or
+# index reads are left out: a transition's result is the message, not its index entries).
+_TRANSITION_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "status": Status,
+    "updated_at": str,
+    "history": history_entries,
+    "expires_at": int,
+    "attempt_count": int,
+    "budget_attempts": int,
+    "budget_started_at": str,
+    "last_error": str,
+    "last_error_code": _reason,
+    "next_attempt_at": str,
+    "lease_token": str,
+    "lease_expires_at": str,
+}
+
+
+def updated_message(
+    known: Message, written: Mapping[str, Any], removed: Iterable[str] = ()
+) -> Message:
+    """`known` as a transition left it, from what that transition wrote (its UPDATED_NEW
+    attributes) and the attributes it removed: what the caller already holds is not read back.
+    Sound only for a write guarded so that nothing else changed the item since `known` was read
+    (a status the caller holds: the intake's own PENDING message, a worker's leased claim)."""
+    fields: dict[str, Any] = {
+        name: None for name in removed if name in _TRANSITION_FIELDS and name != "history"
+    }
+    for name, value in deserialize(written).items():
+        convert = _TRANSITION_FIELDS.get(name)
+        if convert is not None:
+            fields[name] = convert(value)
+    return replace(known, **fields)

@@ -46,6 +46,7 @@ from notifications.store.items import (
     request_sort_key,
     serialize,
     status_partition,
+    updated_message,
     with_request,
 )
 from notifications.store.retention import Retention
@@ -252,7 +253,7 @@ class MessageRecords:
         message_id: str,
         *,
         producer_id: str,
-        expected: Status,
+        expected: Status | tuple[Status, ...],
         target: Status,
         entry: HistoryEntry,
         changes: Mapping[str, Any] | None = None,
@@ -262,6 +263,7 @@ class MessageRecords:
         next_attempt_was: str | None = None,
         increments: Mapping[str, int] | None = None,
         attempt: Attempt | None = None,
+        known: Message | None = None,
     ) -> Message:
         """Move a message from `expected` to `target` in one conditional UpdateItem of its status
         item (the request item is not touched, whatever its size).
@@ -278,10 +280,20 @@ class MessageRecords:
         write. `producer_id` places the message in the producer's status index partition (the
         condition checks it is the message's producer).
 
+        `expected` may name several statuses (a worker claims a message PENDING or QUEUED in one
+        write: its queue message can arrive before the intake marked it QUEUED). The write then
+        keeps the status it found in `left_status`, and the history entry leaves its `from` to
+        the entry before it (see `history_text`): every status change appends exactly one entry
+        in the same write, so the entry before is the status it left.
+
         The returned message is read from the status item: `request_loaded` is False when the
-        request is kept apart (see `with_request`).
+        request is kept apart (see `with_request`). A caller that holds the message as the write
+        finds it (`known`: the guard makes sure nothing else changed it) gets back only what the
+        write changed, applied to `known`: DynamoDB returns fewer attributes to parse.
         """
-        check_transition(expected, target)
+        statuses = (expected,) if isinstance(expected, Status) else tuple(expected)
+        for status in statuses:
+            check_transition(status, target)
         changes = dict(changes or {})
         increments = dict(increments or {})
         unknown = (set(changes) | set(increments)) - MUTABLE_FIELDS
@@ -290,16 +302,17 @@ class MessageRecords:
 
         names = {"#status": "status", "#history": "history", "#producer": "producer_id"}
         values: dict[str, Any] = {
-            ":expected": expected.value,
             ":target": target.value,
             ":producer": producer_id,
             ":gsi_status": status_partition(target, message_id),
             ":gsi_producer_status": producer_status_partition(producer_id, target, message_id),
             ":updated_at": entry.at,
-            ":entry": [history_text(entry)],
+            ":entry": [history_text(entry, derived=len(statuses) > 1)],
             ":empty": [],
         }
-        assignments = [
+        # Operands are read from the item as it was, so `left_status` gets the status it left.
+        assignments = ["left_status = #status"] if len(statuses) > 1 else []
+        assignments += [
             "#status = :target",
             "gsi_status = :gsi_status",
             "gsi_producer_status = :gsi_producer_status",
@@ -313,6 +326,7 @@ class MessageRecords:
                 "#attempts = list_append(if_not_exists(#attempts, :empty), :attempt)"
             )
         removals = []
+        removed = []  # the attribute names behind `removals`
         # A finished message is kept for the retention period; one that moves on again is not.
         expiry = self._retention.message_expiry(parse_timestamp(entry.at))
         if target in TERMINAL_STATUSES and expiry is not None:
@@ -320,10 +334,12 @@ class MessageRecords:
             assignments.append("expires_at = :expires_at")
         elif target not in TERMINAL_STATUSES:
             removals.append("expires_at")
+            removed.append("expires_at")
         for position, (field_name, value) in enumerate(sorted(changes.items())):
             names[f"#f{position}"] = field_name
             if value is None:
                 removals.append(f"#f{position}")
+                removed.append(field_name)
             else:
                 values[f":f{position}"] = value
                 assignments.append(f"#f{position} = :f{position}")
@@ -338,7 +354,10 @@ class MessageRecords:
         if additions:
             expression += " ADD " + ", ".join(additions)
 
-        conditions = ["attribute_exists(pk)", "#status = :expected", "#producer = :producer"]
+        for position, status in enumerate(statuses):
+            values[f":expected{position}"] = status.value
+        allowed = ", ".join(f":expected{position}" for position in range(len(statuses)))
+        conditions = ["attribute_exists(pk)", f"#status IN ({allowed})", "#producer = :producer"]
         if lease_token is not None:
             names["#lease"] = "lease_token"
             values[":lease"] = lease_token
@@ -364,32 +383,53 @@ class MessageRecords:
                 ConditionExpression=" AND ".join(conditions),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=serialize(values),
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_NEW" if known is None else "UPDATED_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except aws.ConditionFailed as failure:
             current = item_to_message(failure.item) if failure.item else None
-            raise TransitionConflict(message_id, expected, current) from None
-        item = response["Attributes"]
-        updated = item_to_message(item)
-        if target != expected:
-            self._on_arrival(updated, expected)
+            raise TransitionConflict(message_id, statuses[0], current) from None
+        item = response["Attributes"]  # the whole status item, or (with `known`) what was set
+        if known is None:
+            updated = item_to_message(item)
+        else:
+            updated = updated_message(known, item, removed)
+        left = statuses[0] if len(statuses) == 1 else Status(item["left_status"]["S"])
+        if target != left:
+            self._on_arrival(updated, left)
         if attempt is not None and self._on_attempt is not None:
             self._on_attempt(attempt)
-        segments = self._keep_log_small(item)
+        whole = item if known is None else None
+        if log_size(item) > LOG_SPILL_BYTES:  # rarely: the log is moved out
+            whole = whole or self._status_item(message_id)
+            if whole is not None:
+                self._keep_log_small(whole)
         if self._retention.needs_aux_extension(
             updated.expires_at, updated.aux_expires_at, self._clock.now()
         ):
-            self._extend_aux(item, segments)
+            whole = whole or self._status_item(message_id)
+            if whole is not None:
+                self._extend_aux(whole)
         return updated
 
-    def _keep_log_small(self, item: Mapping[str, Any]) -> int:
+    def _status_item(self, message_id: str) -> dict[str, Any] | None:
+        """The status item as it is now (for the rare upkeep a transition's answer cannot
+        serve); None when it cannot be read now (the next transition tries again)."""
+        try:
+            response = self._table.call(
+                "get_item", Key=message_key(message_id), ConsistentRead=True
+            )
+        except (aws.AWSUnavailable, aws.AWSRefused):
+            return None
+        return response.get("Item")
+
+    def _keep_log_small(self, item: Mapping[str, Any]) -> None:
         """Move the status item's log to a new LOG item once it passes LOG_SPILL_BYTES: one
         transaction puts the LOG item and cuts the moved entries from the status item, so no
         entry is lost or shown twice. Losing a race (another writer moved or appended first) is
         harmless: the next transition tries again."""
-        if log_size(item) <= LOG_SPILL_BYTES:  # nearly always: no need to read the item again
-            return int(item.get("log_segments", {}).get("N", 0))
+        if log_size(item) <= LOG_SPILL_BYTES:
+            return
         data = deserialize(item)
         message_id = data["pk"]
         segment = int(data.get("log_segments", 0)) + 1
@@ -443,10 +483,9 @@ class MessageRecords:
                 ],
             )
         except (aws.ConditionFailed, aws.AWSUnavailable, aws.AWSRefused):
-            return segment - 1  # changed meanwhile, or AWS busy: the log stays until next time
-        return segment
+            return  # changed meanwhile, or AWS busy: the log stays until next time
 
-    def _extend_aux(self, item: Mapping[str, Any], segments: int) -> None:
+    def _extend_aux(self, item: Mapping[str, Any]) -> None:
         """Give the request and LOG items a later expiry (see `Retention.needs_aux_extension`):
         the rare message that outlives them. Best effort: the next transition tries again."""
         data = deserialize(item)

@@ -70,7 +70,8 @@ def walk(store, message, steps):
     """Apply (source, target, attempt) transitions as the services do; returns the last result."""
     current = None
     for source, target, attempt in steps:
-        entry = HistoryEntry(source, target, format_timestamp(system_clock.now()), "worker:w", "t")
+        origin = source if isinstance(source, Status) else None
+        entry = HistoryEntry(origin, target, format_timestamp(system_clock.now()), "worker:w", "t")
         current = store.transition(
             message.id,
             producer_id=message.producer_id,
@@ -168,7 +169,9 @@ def test_attempts_ride_on_the_transition_and_the_log_moves_out_before_it_grows()
     snippet = "s" * 900  # attempts with sizeable response snippets fill the log quickly
     steps = [(Status.PENDING, Status.QUEUED, None)]
     for number in range(1, 31):
-        steps.append((Status.QUEUED, Status.PROCESSING, None))
+        # Claims as the worker makes them: PENDING or QUEUED, the entry's `from` left to the
+        # entry before it, which may be in a LOG item by then.
+        steps.append(((Status.QUEUED, Status.PENDING), Status.PROCESSING, None))
         steps.append((Status.PROCESSING, Status.QUEUED, attempt(number, snippet)))
     writes = Writes()
     try:
@@ -187,6 +190,10 @@ def test_attempts_ride_on_the_transition_and_the_log_moves_out_before_it_grows()
     assert all(a.response_snippet == snippet for a in attempts)
     assert len(full.history) == 1 + len(steps)  # accepted, then every transition, in order
     assert [e.to_status for e in full.history[1:]] == [target for _, target, _ in steps]
+    # Every entry's `from` is the status the one before it left the message in.
+    assert [e.from_status for e in full.history] == [None] + [
+        e.to_status for e in full.history[:-1]
+    ]
 
 
 def test_a_message_that_outlives_its_request_item_gets_it_extended():

@@ -179,3 +179,55 @@ def test_status_cannot_be_written_through_changes():
             changes={"status": "COMPLETED"},
         )
     assert store.get(message.id).status == Status.PENDING
+
+
+def test_a_write_given_the_message_it_finds_returns_what_a_fresh_read_says():
+    """`known`: DynamoDB returns only what the write set (UPDATED_NEW), applied to the message
+    the caller holds; the result must be the message as stored, field for field."""
+    store = default_store()
+    message = build_message(status=Status.PENDING)  # a small request: stored inline
+    store.put_new(message)
+    held = store.get(message.id)
+    queued = store.transition(
+        message.id,
+        producer_id=message.producer_id,
+        expected=Status.PENDING,
+        target=Status.QUEUED,
+        entry=entry(Status.PENDING, Status.QUEUED),
+        changes={"next_attempt_at": "2026-11-25T10:01:00.000000Z"},
+        known=held,
+    )
+    assert queued == store.get(message.id)
+
+    claimed = store.transition(
+        message.id,
+        producer_id=message.producer_id,
+        expected=Status.QUEUED,
+        target=Status.PROCESSING,
+        entry=entry(Status.QUEUED, Status.PROCESSING),
+        changes={"lease_token": "mine", "lease_expires_at": "2026-11-25T10:05:00.000000Z"},
+        increments={"attempt_count": 1, "budget_attempts": 1},
+    )
+    failed = store.transition(
+        message.id,
+        producer_id=message.producer_id,
+        expected=Status.PROCESSING,
+        target=Status.FAILED,
+        entry=entry(Status.PROCESSING, Status.FAILED),
+        changes={
+            "lease_token": None,
+            "lease_expires_at": None,
+            "next_attempt_at": None,
+            "last_error": "HTTP 410",
+        },
+        lease_token="mine",
+        known=claimed,
+    )
+    stored = store.get(message.id)
+    assert failed == stored
+    assert (failed.lease_token, failed.next_attempt_at, failed.last_error) == (
+        None,
+        None,
+        "HTTP 410",
+    )
+    assert failed.expires_at is not None and failed.attempt_count == 1

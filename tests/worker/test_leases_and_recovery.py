@@ -263,6 +263,36 @@ def test_a_hinted_claim_decides_on_the_item_when_the_write_is_refused(faults):
     assert reads() == 1  # the test's own; the claims read nothing
 
 
+def test_a_hinted_claim_of_a_message_not_yet_marked_queued_is_still_one_write(faults):
+    """The queue message can arrive before the intake's PENDING -> QUEUED write: the claim
+    accepts either status in one write, and the history and status counts still say the
+    message left PENDING."""
+    clock = ManualClock()
+    store = MessageStore(default_store().table_name, stats_flush_seconds=3600)
+    pending = build_message(status=Status.PENDING, created_at=format_timestamp(clock.now()))
+    store.put_new(pending)
+    store.flush_statistics()
+    before = store.statistics(now=clock.now()).counts
+    writes = faults.count("dynamodb", "UpdateItem")
+    reads = faults.count("dynamodb", "GetItem")
+
+    claim = claim_with_hint(pending, clock, store=store)
+
+    assert claim.state == ClaimState.CLAIMED
+    assert (reads(), writes()) == (0, 1)
+    assert claim.message.history[-1].from_status == Status.PENDING
+    full, _ = store.get_full(pending.id)
+    assert [(e.from_status, e.to_status) for e in full.history] == [
+        (None, Status.PENDING),
+        (Status.PENDING, Status.PROCESSING),
+    ]
+    store.flush_statistics()
+    after = store.statistics(now=clock.now()).counts
+    assert after[Status.PENDING] == before[Status.PENDING] - 1
+    assert after[Status.PROCESSING] == before[Status.PROCESSING] + 1
+    assert after[Status.QUEUED] == before[Status.QUEUED]
+
+
 def test_a_hinted_claim_refused_by_admission_defers_without_reading_or_writing(faults):
     clock = ManualClock()
     message = build_message(status=Status.QUEUED)

@@ -2,6 +2,7 @@
 /readyz are served on WORKER_METRICS_PORT while it runs. Further signals during the drain change
 nothing: the worker still exits within its grace period (WORKER_SHUTDOWN_GRACE)."""
 
+import gc
 import os
 import sys
 from typing import Any
@@ -53,6 +54,9 @@ class Command(BaseCommand):
 
         stop_on_signals(request_stop)
         self.stdout.write(f"worker {worker.worker_id}: concurrency {worker.concurrency}")
+        # What startup loaded (Django, botocore's service models) lives as long as the process:
+        # keep the garbage collector from scanning it again on every full collection.
+        gc.freeze()
         try:
             drained = worker.run()
         finally:
