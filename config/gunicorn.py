@@ -12,7 +12,6 @@ up after worker processes.
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import sys
@@ -80,9 +79,9 @@ def on_starting(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    # The application just loaded (Django, DRF, botocore's service models) lives as long as the
-    # process: keep the garbage collector from scanning it again on every full collection.
-    gc.freeze()
+    from notifications.startup import freeze_startup_objects
+
+    freeze_startup_objects(web=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:

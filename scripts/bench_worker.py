@@ -5,7 +5,6 @@ bench uses to ask it for snapshots of its counters and CPU time over stdin."""
 
 from __future__ import annotations
 
-import gc
 import json
 import queue as queue_module
 import subprocess
@@ -28,6 +27,7 @@ def worker_child(*, concurrency: int, meter_lock: str | None, status_attribute: 
     With `meter_lock`, the capacity meter is attached too (a units pass)."""
     setup_django()
     from notifications import aws
+    from notifications.startup import freeze_startup_objects
     from notifications.worker import Worker
     from notifications.worker.stop_signals import stop_on_signals
 
@@ -96,7 +96,7 @@ def worker_child(*, concurrency: int, meter_lock: str | None, status_attribute: 
             "max_per_host": getattr(admission, "max_per_host", None),
         },
     )
-    gc.freeze()  # as `manage.py run_worker` does before it runs the worker
+    freeze_startup_objects()  # as `manage.py run_worker` does before it runs the worker
     drained = worker.run()
     emit("final", {**snapshot(), "drained": drained})
     return 0

@@ -150,6 +150,7 @@ def message_submit(
             store=store,
             queue=queue,
             clock=clock,
+            as_stored=True,
         ),
         replayed=False,
     )
@@ -214,7 +215,7 @@ def message_submit_many(
 
     def mark_queued(message: Message) -> Message:
         return _mark_queued(
-            message, f"producer:{producer_id}", "sent to the work queue", entry_at, store
+            message, f"producer:{producer_id}", "sent to the work queue", entry_at, store, True
         )
 
     with ThreadPoolExecutor(PARALLEL_WRITES) as pool:
@@ -236,10 +237,13 @@ def message_enqueue(
     store: MessageStore | None = None,
     queue: WorkQueue | None = None,
     clock: Clock = system_clock,
+    as_stored: bool = False,
 ) -> Message:
     """Send a PENDING message to SQS, then mark it QUEUED. The PENDING item is the outbox: if either
     step fails the message stays PENDING (or QUEUED without an SQS message) and the reconciler
-    finishes the job, so a fault here is logged, not raised."""
+    finishes the job, so a fault here is logged, not raised. `as_stored`: `message` is the
+    message exactly as the intake just stored it, so the QUEUED mark need not read it back (a
+    listing's message, as the reconciler's, carries only what the index projects)."""
     store = store or default_store()
     queue = queue or default_queue()
     try:
@@ -247,11 +251,11 @@ def message_enqueue(
     except AWSUnavailable as error:
         logger.warning("message %s stays PENDING: %s", message.id, error)
         return message
-    return _mark_queued(message, actor, reason, format_timestamp(clock.now()), store)
+    return _mark_queued(message, actor, reason, format_timestamp(clock.now()), store, as_stored)
 
 
 def _mark_queued(
-    message: Message, actor: str, reason: str, at: str, store: MessageStore
+    message: Message, actor: str, reason: str, at: str, store: MessageStore, as_stored: bool
 ) -> Message:
     """PENDING -> QUEUED once the queue message is sent; a fault is logged, not raised."""
     entry = HistoryEntry(Status.PENDING, Status.QUEUED, at, actor, reason)
@@ -262,7 +266,7 @@ def _mark_queued(
             expected=Status.PENDING,
             target=Status.QUEUED,
             entry=entry,
-            known=message,  # as stored a moment ago; the PENDING guard vouches for the rest
+            known=message if as_stored else None,  # the PENDING guard vouches for the rest
         )
     except TransitionConflict as conflict:
         # A worker claimed it between our send and this update: it is on its way, which is success.

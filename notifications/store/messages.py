@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from notifications import aws
@@ -399,17 +400,24 @@ class MessageRecords:
             self._on_arrival(updated, left)
         if attempt is not None and self._on_attempt is not None:
             self._on_attempt(attempt)
+        # Upkeep, rarely needed. With `known` the answer holds only what this write set: the
+        # history (always appended) and the attempt log when an attempt was. A write without an
+        # attempt checks its history alone; the next claim, which reads the whole item back,
+        # checks both, so the log passes LOG_SPILL_BYTES by at most the entries since that claim.
         whole = item if known is None else None
-        if log_size(item) > LOG_SPILL_BYTES:  # rarely: the log is moved out
+        segments = None
+        if log_size(item) > LOG_SPILL_BYTES:  # the log is moved out
             whole = whole or self._status_item(message_id)
             if whole is not None:
-                self._keep_log_small(whole)
+                segments = self._keep_log_small(whole)
         if self._retention.needs_aux_extension(
             updated.expires_at, updated.aux_expires_at, self._clock.now()
         ):
             whole = whole or self._status_item(message_id)
             if whole is not None:
-                self._extend_aux(whole)
+                until = self._extend_aux(whole, segments)
+                if until is not None:
+                    updated = replace(updated, aux_expires_at=until)
         return updated
 
     def _status_item(self, message_id: str) -> dict[str, Any] | None:
@@ -423,13 +431,14 @@ class MessageRecords:
             return None
         return response.get("Item")
 
-    def _keep_log_small(self, item: Mapping[str, Any]) -> None:
+    def _keep_log_small(self, item: Mapping[str, Any]) -> int | None:
         """Move the status item's log to a new LOG item once it passes LOG_SPILL_BYTES: one
         transaction puts the LOG item and cuts the moved entries from the status item, so no
         entry is lost or shown twice. Losing a race (another writer moved or appended first) is
-        harmless: the next transition tries again."""
+        harmless: the next transition tries again. Returns the number of LOG items after a
+        move, else None."""
         if log_size(item) <= LOG_SPILL_BYTES:
-            return
+            return None
         data = deserialize(item)
         message_id = data["pk"]
         segment = int(data.get("log_segments", 0)) + 1
@@ -483,20 +492,22 @@ class MessageRecords:
                 ],
             )
         except (aws.ConditionFailed, aws.AWSUnavailable, aws.AWSRefused):
-            return  # changed meanwhile, or AWS busy: the log stays until next time
+            return None  # changed meanwhile, or AWS busy: the log stays until next time
+        return segment
 
-    def _extend_aux(self, item: Mapping[str, Any]) -> None:
+    def _extend_aux(self, item: Mapping[str, Any], segments: int | None = None) -> int | None:
         """Give the request and LOG items a later expiry (see `Retention.needs_aux_extension`):
-        the rare message that outlives them. Best effort: the next transition tries again."""
+        the rare message that outlives them. `segments`: the LOG items there are, when a move
+        just made one that `item` does not count yet. Best effort: the next transition tries
+        again. Returns the new expiry, or None when none was written."""
         data = deserialize(item)
         until = self._retention.aux_expiry(self._clock.now())
         if until is None:
-            return
+            return None
         if data.get("expires_at") is not None:
             until = max(until, int(data["expires_at"]) + 1)
-        sort_keys = [
-            f"{LOG_SK_PREFIX}{n:05d}" for n in range(1, int(data.get("log_segments", 0)) + 1)
-        ]
+        count = max(int(data.get("log_segments", 0)), segments or 0)
+        sort_keys = [f"{LOG_SK_PREFIX}{n:05d}" for n in range(1, count + 1)]
         if data.get("request_apart"):
             sort_keys.append(request_sort_key(data.get("fingerprint", "")))
         try:
@@ -516,7 +527,8 @@ class MessageRecords:
                 ExpressionAttributeValues=serialize({":until": until}),
             )
         except (aws.ConditionFailed, aws.AWSUnavailable, aws.AWSRefused):
-            return
+            return None
+        return until
 
     def reschedule(
         self,

@@ -1,5 +1,7 @@
 """The submit service against moto: a worker claiming first is success."""
 
+from dataclasses import replace
+
 import pytest
 
 from notifications.domain import HistoryEntry, Status
@@ -45,3 +47,18 @@ def test_submit_without_key_creates_distinct_messages():
     assert first.message.id != second.message.id
     assert not first.replayed and not second.replayed
     assert WorkQueue().depth()["visible"] == 2
+
+
+def test_enqueue_of_a_listed_message_returns_the_message_as_stored():
+    """The reconciler enqueues what a listing gave it (what the index projects): the QUEUED
+    mark must read the message back, not complete the partial one it was given."""
+    store = default_store()
+    message = build_message(status=Status.PENDING, metadata={"k": "v"}, idempotency_key="abc")
+    store.put_new(message)
+    listed = replace(message, metadata={}, idempotency_key=None, budget_started_at="")
+
+    queued = message_enqueue(message=listed, actor="reconciler")
+
+    assert queued.status == Status.QUEUED
+    assert (queued.metadata, queued.idempotency_key) == ({"k": "v"}, "abc")
+    assert queued.budget_started_at == message.budget_started_at

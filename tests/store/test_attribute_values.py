@@ -8,6 +8,7 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from notifications.domain import FailureReason, Status
 from notifications.store.items import deserialize, serialize
 
 scalars = st.one_of(
@@ -19,6 +20,7 @@ scalars = st.one_of(
         allow_nan=False, allow_infinity=False, places=6, max_value=10**20, min_value=-(10**20)
     ),
     st.binary(max_size=8).map(Binary),
+    st.sampled_from(list(Status) + list(FailureReason)),  # the StrEnums Herald stores
 )
 values = st.recursive(
     scalars,

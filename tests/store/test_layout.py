@@ -245,3 +245,43 @@ def test_log_items_expire_after_their_message_inline_request_or_not():
     assert logs
     finished = int(items["MESSAGE"]["expires_at"]["N"])
     assert all(int(log["expires_at"]["N"]) >= finished for log in logs)
+
+
+def test_log_items_outlive_the_status_item_when_a_move_and_an_extension_meet():
+    """A worker's result (a write that reads back only what it set) that both moves the log out
+    and extends the request and LOG items' expiry must extend the LOG item it just made too."""
+    clock = ManualClock()
+    store = MessageStore(default_store().table_name, clock=clock)
+    message = with_body("r" * 4000, status=Status.QUEUED)  # its request kept apart
+    store.put_new(message)
+    spills = 0
+    for number in range(1, 16):
+        clock.advance(40 * 86400)  # retried rarely: every write finds the expiry close
+        at = format_timestamp(clock.now())
+        claimed = store.transition(
+            message.id,
+            producer_id=message.producer_id,
+            expected=Status.QUEUED,
+            target=Status.PROCESSING,
+            entry=HistoryEntry(Status.QUEUED, Status.PROCESSING, at, "worker:w", "claimed"),
+            changes={"lease_token": f"lease-{number}"},
+        )
+        clock.advance(40 * 86400)  # a long call (as far as the expiry is concerned)
+        at = format_timestamp(clock.now())
+        store.transition(
+            message.id,
+            producer_id=message.producer_id,
+            expected=Status.PROCESSING,
+            target=Status.QUEUED,
+            entry=HistoryEntry(Status.PROCESSING, Status.QUEUED, at, "worker:w", "retry"),
+            changes={"lease_token": None},
+            lease_token=f"lease-{number}",
+            attempt=attempt(number, "s" * 900),
+            known=claimed,
+        )
+        items = partition(message.id)
+        logs = {sk: item for sk, item in items.items() if sk.startswith("LOG#")}
+        spills = len(logs)
+        aux = int(items["MESSAGE"]["aux_expires_at"]["N"])
+        assert all(int(log["expires_at"]["N"]) >= aux for log in logs.values()), number
+    assert spills >= 2

@@ -6,6 +6,7 @@ import pytest
 
 from notifications.domain import (
     TRANSITIONS,
+    FailureReason,
     HistoryEntry,
     IllegalTransition,
     Status,
@@ -219,7 +220,10 @@ def test_a_write_given_the_message_it_finds_returns_what_a_fresh_read_says():
             "lease_expires_at": None,
             "next_attempt_at": None,
             "last_error": "HTTP 410",
+            "last_error_code": FailureReason.HTTP_STATUS,
+            "budget_started_at": "2026-11-25T10:02:00.000000Z",
         },
+        increments={"budget_attempts": 1},
         lease_token="mine",
         known=claimed,
     )
@@ -230,4 +234,6 @@ def test_a_write_given_the_message_it_finds_returns_what_a_fresh_read_says():
         None,
         "HTTP 410",
     )
+    assert failed.last_error_code == FailureReason.HTTP_STATUS
+    assert (failed.budget_attempts, failed.budget_started_at) == (2, "2026-11-25T10:02:00.000000Z")
     assert failed.expires_at is not None and failed.attempt_count == 1

@@ -2,7 +2,6 @@
 /readyz are served on WORKER_METRICS_PORT while it runs. Further signals during the drain change
 nothing: the worker still exits within its grace period (WORKER_SHUTDOWN_GRACE)."""
 
-import gc
 import os
 import sys
 from typing import Any
@@ -11,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from notifications import aws_probes, metrics
+from notifications.startup import freeze_startup_objects
 from notifications.status_server import start_status_server
 from notifications.worker import Worker
 from notifications.worker.stop_signals import stop_on_signals
@@ -54,9 +54,7 @@ class Command(BaseCommand):
 
         stop_on_signals(request_stop)
         self.stdout.write(f"worker {worker.worker_id}: concurrency {worker.concurrency}")
-        # What startup loaded (Django, botocore's service models) lives as long as the process:
-        # keep the garbage collector from scanning it again on every full collection.
-        gc.freeze()
+        freeze_startup_objects()
         try:
             drained = worker.run()
         finally:
