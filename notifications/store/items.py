@@ -414,9 +414,7 @@ def updated_message(
     attributes) and the attributes it removed: what the caller already holds is not read back.
     Sound only for a write guarded so that nothing else changed the item since `known` was read
     (a status the caller holds: the intake's own PENDING message, a worker's leased claim)."""
-    fields: dict[str, Any] = {
-        name: None for name in removed if name in _TRANSITION_FIELDS and name != "history"
-    }
+    fields: dict[str, Any] = {name: None for name in removed if name in _TRANSITION_FIELDS}
     for name, value in deserialize(written).items():
         convert = _TRANSITION_FIELDS.get(name)
         if convert is not None:
